@@ -1,0 +1,170 @@
+//! Where tokens live between requests and between runs (step 3 of the
+//! loop): the [`TokenStore`] trait, the [`StoredTokens`] it keeps, and the
+//! in-memory and file implementations.
+
+mod file;
+mod memory;
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+use crate::{ServerUrl, StoreError};
+
+/// Renewal starts when less than this share of the access token's lifetime
+/// is left, so a request never leaves with a token about to lapse.
+const RENEW_AT_FRACTION_LEFT: u64 = 5;
+
+/// ... but never earlier than this before expiry, so long-lived tokens are
+/// not renewed needlessly.
+const MAX_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
+
+/// The tokens of one logged-in user on one server.
+///
+/// `expires_at` is computed from the server's `expires_in` and the moment
+/// its answer arrived, never from the token's own `exp` claim: what counts
+/// is how long the server said the token lives, so a local clock that is
+/// off by minutes changes nothing.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTokens {
+    /// The server these tokens belong to.
+    pub server: ServerUrl,
+    /// The user they were issued to.
+    pub username: String,
+    /// The bearer access token (a JWT).
+    pub access_token: String,
+    /// The single-use refresh token that renews the access token.
+    pub refresh_token: String,
+    /// When the access token expires, in Unix seconds on the local clock.
+    pub expires_at: u64,
+    /// The access token's lifetime as granted (`expires_in`), in seconds.
+    #[serde(default)]
+    pub lifetime_secs: u64,
+}
+
+impl StoredTokens {
+    /// How long the access token is still valid at `now`, or `None` if it
+    /// has expired.
+    pub fn time_left(&self, now: SystemTime) -> Option<Duration> {
+        let expires = UNIX_EPOCH + Duration::from_secs(self.expires_at);
+        expires.duration_since(now).ok().filter(|left| !left.is_zero())
+    }
+
+    /// Whether the access token should be renewed before use at `now`:
+    /// it has expired, or less than a fifth of its lifetime (at most
+    /// 60 seconds) is left.
+    pub fn needs_renewal(&self, now: SystemTime) -> bool {
+        let lifetime = Duration::from_secs(self.lifetime_secs);
+        let margin = (lifetime / RENEW_AT_FRACTION_LEFT as u32)
+            .min(MAX_RENEWAL_MARGIN);
+        match self.time_left(now) {
+            Some(left) => left <= margin,
+            None => true,
+        }
+    }
+}
+
+impl fmt::Debug for StoredTokens {
+    // Tokens are credentials: a stray `{:?}` in a log line must not leak
+    // them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish()
+    }
+}
+
+/// Somewhere to keep each server's tokens.
+///
+/// Calls are blocking; [`Session`](crate::Session) runs them off the async
+/// workers. Implementations must be safe to share between threads.
+pub trait TokenStore: Send + Sync {
+    /// The tokens stored for `server`, if any.
+    fn load(
+        &self,
+        server: &ServerUrl,
+    ) -> Result<Option<StoredTokens>, StoreError>;
+
+    /// Stores `tokens`, replacing any earlier ones for the same server.
+    fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError>;
+
+    /// Forgets the tokens of `server`; succeeds if there were none.
+    fn clear(&self, server: &ServerUrl) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample(server: &str, username: &str) -> StoredTokens {
+        StoredTokens {
+            server: ServerUrl::parse(server).unwrap(),
+            username: username.to_owned(),
+            access_token: format!("access-secret-{username}"),
+            refresh_token: format!("refresh-secret-{username}"),
+            expires_at: 1_000,
+            lifetime_secs: 100,
+        }
+    }
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn debug_output_hides_both_tokens() {
+        let tokens = sample("http://127.0.0.1:1", "alice");
+
+        let shown = format!("{tokens:?}");
+
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("alice"));
+    }
+
+    #[test]
+    fn renewal_starts_with_a_fifth_of_the_lifetime_left() {
+        let tokens = sample("http://127.0.0.1:1", "alice");
+
+        assert!(!tokens.needs_renewal(at(979, 0)));
+        assert!(tokens.needs_renewal(at(980, 0)));
+        assert!(tokens.needs_renewal(at(2_000, 0)));
+    }
+
+    #[test]
+    fn renewal_margin_is_capped_at_a_minute() {
+        let mut tokens = sample("http://127.0.0.1:1", "alice");
+        tokens.lifetime_secs = 3_600;
+        tokens.expires_at = 10_000;
+
+        assert!(!tokens.needs_renewal(at(9_939, 0)));
+        assert!(tokens.needs_renewal(at(9_940, 0)));
+    }
+
+    #[test]
+    fn short_lifetimes_still_get_a_margin() {
+        let mut tokens = sample("http://127.0.0.1:1", "alice");
+        tokens.lifetime_secs = 2;
+        tokens.expires_at = 10;
+
+        assert!(!tokens.needs_renewal(at(9, 500)));
+        assert!(tokens.needs_renewal(at(9, 600)));
+    }
+
+    #[test]
+    fn time_left_is_none_once_expired() {
+        let tokens = sample("http://127.0.0.1:1", "alice");
+
+        assert_eq!(tokens.time_left(at(990, 0)), Some(Duration::from_secs(10)));
+        assert_eq!(tokens.time_left(at(1_000, 0)), None);
+        assert_eq!(tokens.time_left(at(1_001, 0)), None);
+    }
+}

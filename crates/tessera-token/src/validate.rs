@@ -1,0 +1,153 @@
+//! The validator behind every protected request. Order matters: the strict reader first
+//! (no cryptography on malformed input), then the key chosen by `kid` among Tessera's
+//! own keys, then `alg` compared byte for byte with that key's algorithm, then the
+//! signature, and only then the claims.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, Validation};
+
+use crate::{
+    ACCESS_TOKEN_TYPE, AccessClaims, DEFAULT_MAX_TOKEN_BYTES, KeyError, KeySet, TokenError,
+    VerifyingKey, read_compact,
+};
+
+/// The largest clock-skew allowance Tessera accepts, in seconds.
+pub const MAX_LEEWAY_SECS: u64 = 30;
+
+/// Bounds of a plausible timestamp: after 2001 and before the year 5000. Anything else
+/// is a forged or corrupted claim, not clock skew.
+const EARLIEST_TIMESTAMP: i64 = 1_000_000_000;
+const LATEST_TIMESTAMP: i64 = 95_000_000_000;
+
+/// What a validator requires of a token.
+#[derive(Debug, Clone)]
+pub struct ValidatorConfig {
+    /// The exact `iss` required.
+    pub issuer: String,
+    /// The audience `aud` must contain.
+    pub audience: String,
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`, at most [`MAX_LEEWAY_SECS`].
+    pub leeway_secs: u64,
+    /// Tokens longer than this are refused unread.
+    pub max_token_bytes: usize,
+}
+
+impl ValidatorConfig {
+    /// Defaults: 10 s leeway, 8 KiB tokens.
+    pub fn new(issuer: &str, audience: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            leeway_secs: 10,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+/// Validates Tessera access tokens against a fixed key set.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    keys: KeySet,
+    config: ValidatorConfig,
+}
+
+impl Validator {
+    /// A validator for `keys`; refuses a leeway above [`MAX_LEEWAY_SECS`].
+    pub fn new(keys: KeySet, config: ValidatorConfig) -> Result<Self, KeyError> {
+        if config.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(KeyError::InvalidConfig(format!(
+                "leeway {} s is above the maximum of {MAX_LEEWAY_SECS} s",
+                config.leeway_secs
+            )));
+        }
+        Ok(Self { keys, config })
+    }
+
+    /// Validates `token` at time `now` (seconds since the epoch) and returns its claims.
+    pub fn validate(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        let jws = read_compact(token, self.config.max_token_bytes)?;
+        if jws.header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::WrongType);
+        }
+        let kid = jws.header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.find(kid).ok_or(TokenError::UnknownKey)?;
+        // RFC 7515 §4.1.1 names are case-sensitive: "none", "None" and every other
+        // spelling that is not the key's own algorithm end here.
+        if jws.header.alg != key.algorithm().jose_name() {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        // The typed claims refuse unknown members, duplicates and wrong JSON types
+        // before the signature check spends any time on them.
+        serde_json::from_slice::<AccessClaims>(&jws.claims_json)
+            .map_err(|_| TokenError::InvalidClaims)?;
+
+        let claims = self.verify_signature(token, key)?;
+        self.check_times(&claims, now)?;
+        Ok(claims)
+    }
+
+    fn verify_signature(
+        &self,
+        token: &str,
+        key: &VerifyingKey,
+    ) -> Result<AccessClaims, TokenError> {
+        let validation = self.validation_for(key);
+        let decoding: &DecodingKey = key.decoding_key();
+        jsonwebtoken::decode::<AccessClaims>(token, decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| match error.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
+                ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => {
+                    TokenError::InvalidClaims
+                }
+                _ => TokenError::Malformed,
+            })
+    }
+
+    /// jsonwebtoken's defaults (60 s leeway, `nbf` unchecked) are not Tessera's: every
+    /// setting is spelled out. Its clock checks are off because [`Self::check_times`]
+    /// runs them against the caller's `now`, which keeps validation testable.
+    fn validation_for(&self, key: &VerifyingKey) -> Validation {
+        let mut validation = Validation::new(key.algorithm().jsonwebtoken());
+        validation.algorithms = vec![key.algorithm().jsonwebtoken()];
+        validation.leeway = self.config.leeway_secs;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.reject_tokens_expiring_in_less_than = 0;
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.set_issuer(&[self.config.issuer.as_str()]);
+        validation.set_audience(&[self.config.audience.as_str()]);
+        validation
+    }
+
+    fn check_times(&self, claims: &AccessClaims, now: i64) -> Result<(), TokenError> {
+        let plausible = EARLIEST_TIMESTAMP..LATEST_TIMESTAMP;
+        if ![claims.exp, claims.nbf, claims.iat]
+            .iter()
+            .all(|time| plausible.contains(time))
+        {
+            return Err(TokenError::InvalidClaims);
+        }
+        let leeway = i64::try_from(self.config.leeway_secs).unwrap_or(0);
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        // Belt and braces: jsonwebtoken checked these too.
+        if claims.iss != self.config.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !claims.aud.contains(&self.config.audience) {
+            return Err(TokenError::WrongAudience);
+        }
+        Ok(())
+    }
+}

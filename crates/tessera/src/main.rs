@@ -1,0 +1,41 @@
+//! The `tessera` binary: `tessera server` runs the service, the other subcommands are the
+//! command-line client. This file only parses arguments and hands over.
+
+mod cli;
+mod server_command;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tessera: a self-hosted authentication service and its command-line client.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, propagate_version = true)]
+struct Tessera {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Tessera server.
+    Server(server_command::ServerArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Tessera::parse();
+    let outcome = match args.command {
+        Command::Server(server_args) => server_command::run(server_args).await,
+        Command::Client(command) => cli::run(command).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
