@@ -97,11 +97,16 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// The `error_description` of every 401 answer: the same for every reason.
+pub fn invalid_token_response_description() -> &'static str {
+    "the access token is missing, invalid or expired"
+}
+
 /// The one 401 answer for a missing or invalid token.
 pub fn invalid_token_response() -> Response {
     let body = serde_json::json!({
         "error": "invalid_token",
-        "error_description": "the access token is missing, invalid or expired",
+        "error_description": invalid_token_response_description(),
     });
     let mut response = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     response.headers_mut().insert(

@@ -1,1 +1,151 @@
-//! placeholder
+//! Tessera's HTTP service: routes, storage, sessions and configuration. [`Server::bind`]
+//! turns a [`ServerConfig`] into a listening socket with everything behind it (data dir,
+//! database, signing key); [`Server::serve`] answers until shut down.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = tessera_server::ServerConfig::default();
+//! let server = tessera_server::Server::bind(config).await?;
+//! server.serve(tessera_server::shutdown_signal()).await
+//! # }
+//! ```
+
+mod clock;
+pub mod config;
+mod current_user;
+mod error;
+mod keystore;
+mod passwords;
+mod routes;
+mod sessions;
+mod state;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tessera_guard::Guard;
+use tessera_token::{KeySet, TokenIssuer, Validator, ValidatorConfig};
+use tokio::net::TcpListener;
+
+pub use config::{ConfigLayer, ServerConfig};
+
+use crate::passwords::Passwords;
+use crate::state::AppState;
+use crate::store::SqliteStore;
+
+/// The database file inside the data dir.
+const DATABASE_FILE: &str = "tessera.db";
+/// The folder of signing keys inside the data dir.
+const KEYS_DIR: &str = "keys";
+
+/// A bound, ready server.
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    store: SqliteStore,
+    base_url: String,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    /// Prepares the data dir (database, migrations, signing key), binds the listen
+    /// address, and builds the routes. Nothing is served until [`Server::serve`].
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+        keystore::create_private_dir(&config.data_dir)?;
+        let data_dir = config
+            .data_dir
+            .canonicalize()
+            .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+        let signing_key = keystore::load_or_create(&data_dir.join(KEYS_DIR))?;
+        let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
+            .await
+            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let bound = listener.local_addr()?;
+        let issuer_url = config.issuer_for(bound);
+
+        let keys = KeySet::new(vec![signing_key.verifying_key()]);
+        let mut validation = ValidatorConfig::new(&issuer_url, &config.audience);
+        validation.leeway_secs = config.leeway.as_secs();
+        let guard = Guard::new(Validator::new(keys.clone(), validation)?);
+        let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let state = AppState {
+            store: Arc::new(store.clone()),
+            issuer: Arc::new(TokenIssuer::new(signing_key, &issuer_url, &config.audience)),
+            guard,
+            jwks: Arc::new(keys.to_jwks()),
+            passwords: Passwords::new(hashing_threads),
+            config: Arc::new(config),
+            issuer_url: Arc::from(issuer_url.as_str()),
+        };
+        Ok(Self {
+            listener,
+            router: routes::router(state),
+            store,
+            base_url: base_url(bound),
+            data_dir,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// `http://` URL of the bound address.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes
+    /// the database.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(
+            "listening on {}, data in {}",
+            self.base_url,
+            self.data_dir.display()
+        );
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("server failed")?;
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn base_url(bound: SocketAddr) -> String {
+    format!("http://{bound}")
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,362 @@
+//! Server configuration, loaded once in layers: built-in defaults, then a TOML file
+//! (`--config` / `TESSERA_CONFIG`), then `TESSERA_*` environment variables, then
+//! command-line flags. Every value is checked here, so a bad one stops start-up with a
+//! message that says how to fix it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Longest access-token lifetime accepted: a day. Longer defeats short-lived tokens.
+const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The effective configuration of a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder holding the database and the signing keys.
+    pub data_dir: PathBuf,
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+    /// The `iss` of issued tokens; derived from the bound address when unset.
+    pub issuer: Option<String>,
+    /// The `aud` of issued tokens.
+    pub audience: String,
+    /// Clock-skew allowance when validating tokens, at most 30 s.
+    pub leeway: Duration,
+    /// A session unused for this long can no longer be renewed.
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after login, used or not.
+    pub session_lifetime: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./tessera-data"),
+            access_ttl: Duration::from_secs(15 * 60),
+            issuer: None,
+            audience: "tessera".to_owned(),
+            leeway: Duration::from_secs(10),
+            session_idle_timeout: Duration::from_secs(14 * 24 * 60 * 60),
+            session_lifetime: Duration::from_secs(90 * 24 * 60 * 60),
+        }
+    }
+}
+
+/// One layer of configuration: every field optional, values as written by the user.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// `listen`
+    pub listen: Option<String>,
+    /// `data_dir`
+    pub data_dir: Option<PathBuf>,
+    /// `access_ttl`, a human duration such as `15m`
+    pub access_ttl: Option<String>,
+    /// `issuer`
+    pub issuer: Option<String>,
+    /// `audience`
+    pub audience: Option<String>,
+    /// `leeway`, a human duration
+    pub leeway: Option<String>,
+    /// `session_idle_timeout`, a human duration
+    pub session_idle_timeout: Option<String>,
+    /// `session_lifetime`, a human duration
+    pub session_lifetime: Option<String>,
+}
+
+/// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
+pub const ENV_KEYS: [(&str, &str); 8] = [
+    ("listen", "TESSERA_LISTEN"),
+    ("data_dir", "TESSERA_DATA_DIR"),
+    ("access_ttl", "TESSERA_ACCESS_TTL"),
+    ("issuer", "TESSERA_ISSUER"),
+    ("audience", "TESSERA_AUDIENCE"),
+    ("leeway", "TESSERA_LEEWAY"),
+    ("session_idle_timeout", "TESSERA_SESSION_IDLE_TIMEOUT"),
+    ("session_lifetime", "TESSERA_SESSION_LIFETIME"),
+];
+
+/// A configuration value that cannot be used, with the fix in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML of the expected shape.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("invalid {key} {value:?}: {hint}")]
+    Value {
+        /// The key, as spelled in the file.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// How to fix it.
+        hint: String,
+    },
+}
+
+impl ConfigLayer {
+    /// Reads a TOML file layer.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.message().to_owned(),
+        })
+    }
+
+    /// Reads the `TESSERA_*` variables from `lookup` (the process environment in
+    /// production, a map in tests).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |key: &str| {
+            ENV_KEYS
+                .iter()
+                .find(|(name, _)| *name == key)
+                .and_then(|(_, variable)| lookup(variable))
+                .filter(|value| !value.is_empty())
+        };
+        Self {
+            listen: get("listen"),
+            data_dir: get("data_dir").map(PathBuf::from),
+            access_ttl: get("access_ttl"),
+            issuer: get("issuer"),
+            audience: get("audience"),
+            leeway: get("leeway"),
+            session_idle_timeout: get("session_idle_timeout"),
+            session_lifetime: get("session_lifetime"),
+        }
+    }
+
+    /// Applies this layer on top of `config`.
+    pub fn apply(self, config: &mut ServerConfig) -> Result<(), ConfigError> {
+        if let Some(listen) = self.listen {
+            config.listen = parse_listen(&listen)?;
+        }
+        if let Some(data_dir) = self.data_dir {
+            config.data_dir = data_dir;
+        }
+        if let Some(ttl) = self.access_ttl {
+            config.access_ttl = parse_duration("access_ttl", &ttl)?;
+        }
+        if let Some(issuer) = self.issuer {
+            config.issuer = Some(issuer);
+        }
+        if let Some(audience) = self.audience {
+            config.audience = audience;
+        }
+        if let Some(leeway) = self.leeway {
+            config.leeway = parse_duration("leeway", &leeway)?;
+        }
+        if let Some(idle) = self.session_idle_timeout {
+            config.session_idle_timeout = parse_duration("session_idle_timeout", &idle)?;
+        }
+        if let Some(lifetime) = self.session_lifetime {
+            config.session_lifetime = parse_duration("session_lifetime", &lifetime)?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// Builds the configuration from its layers, lowest priority first, and checks it.
+    pub fn load(
+        file: Option<&Path>,
+        env: ConfigLayer,
+        flags: ConfigLayer,
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        if let Some(path) = file {
+            ConfigLayer::from_file(path)?.apply(&mut config)?;
+        }
+        env.apply(&mut config)?;
+        flags.apply(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that are each well-formed but unsafe or inconsistent.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        let secs = |duration: Duration| humantime::format_duration(duration).to_string();
+        if self.access_ttl < Duration::from_secs(1) || self.access_ttl > MAX_ACCESS_TTL {
+            return Err(ConfigError::Value {
+                key: "access_ttl",
+                value: secs(self.access_ttl),
+                hint: "use a lifetime between 1s and 24h, such as 15m".to_owned(),
+            });
+        }
+        if self.leeway.as_secs() > tessera_token::MAX_LEEWAY_SECS {
+            return Err(ConfigError::Value {
+                key: "leeway",
+                value: secs(self.leeway),
+                hint: "use at most 30s".to_owned(),
+            });
+        }
+        if self.session_lifetime < self.access_ttl || self.session_idle_timeout.is_zero() {
+            return Err(ConfigError::Value {
+                key: "session_lifetime",
+                value: secs(self.session_lifetime),
+                hint: "sessions must outlive access tokens; idle timeout above 0".to_owned(),
+            });
+        }
+        if self.audience.trim().is_empty() {
+            return Err(ConfigError::Value {
+                key: "audience",
+                value: self.audience.clone(),
+                hint: "give a non-empty audience such as tessera".to_owned(),
+            });
+        }
+        if let Some(issuer) = &mut self.issuer {
+            let trimmed = issuer.trim_end_matches('/');
+            if !(trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+                || trimmed.contains(char::is_whitespace)
+            {
+                return Err(ConfigError::Value {
+                    key: "issuer",
+                    value: issuer.clone(),
+                    hint: "give the public URL, such as https://auth.example.com".to_owned(),
+                });
+            }
+            *issuer = trimmed.to_owned();
+        }
+        Ok(())
+    }
+
+    /// The issuer for a server bound to `bound`: the configured one, or an http URL
+    /// of the bound address (an unspecified address reads as `localhost`).
+    pub fn issuer_for(&self, bound: SocketAddr) -> String {
+        if let Some(issuer) = &self.issuer {
+            return issuer.clone();
+        }
+        if bound.ip().is_unspecified() {
+            format!("http://localhost:{}", bound.port())
+        } else {
+            format!("http://{bound}")
+        }
+    }
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Value {
+        key: "listen",
+        value: value.to_owned(),
+        hint: "give an IP address and port, such as 127.0.0.1:8080 or [::1]:8080".to_owned(),
+    })
+}
+
+fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|_| ConfigError::Value {
+        key,
+        value: value.to_owned(),
+        hint: "give a duration such as 30s, 15m, 2h or 14days".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> ConfigLayer {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        ConfigLayer::from_env(|key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config =
+            ServerConfig::load(None, ConfigLayer::default(), ConfigLayer::default()).unwrap();
+
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./tessera-data"));
+        assert_eq!(config.access_ttl, Duration::from_secs(900));
+        assert_eq!(
+            config.issuer_for(config.listen),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tessera.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\naccess_ttl = \"10m\"\nleeway = \"5s\"\n",
+        )
+        .unwrap();
+        let env = env(&[("TESSERA_ACCESS_TTL", "5m"), ("TESSERA_LEEWAY", "7s")]);
+        let flags = ConfigLayer {
+            leeway: Some("3s".to_owned()),
+            ..ConfigLayer::default()
+        };
+
+        let config = ServerConfig::load(Some(&file), env, flags).unwrap();
+
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.access_ttl, Duration::from_secs(300));
+        assert_eq!(config.leeway, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_hint() {
+        for (variable, value) in [
+            ("TESSERA_ACCESS_TTL", "forever"),
+            ("TESSERA_ACCESS_TTL", "0s"),
+            ("TESSERA_ACCESS_TTL", "2days"),
+            ("TESSERA_LEEWAY", "31s"),
+            ("TESSERA_LISTEN", "localhost"),
+            ("TESSERA_ISSUER", "auth.example.com"),
+        ] {
+            let error = ServerConfig::load(None, env(&[(variable, value)]), ConfigLayer::default())
+                .unwrap_err();
+            assert!(matches!(error, ConfigError::Value { .. }), "{variable}={value}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tessera.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+
+        let error =
+            ServerConfig::load(Some(&file), ConfigLayer::default(), ConfigLayer::default())
+                .unwrap_err();
+
+        assert!(error.to_string().contains("lisen"));
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_gives_a_localhost_issuer() {
+        let config = ServerConfig::default();
+
+        let issuer = config.issuer_for("0.0.0.0:8080".parse().unwrap());
+
+        assert_eq!(issuer, "http://localhost:8080");
+    }
+}

@@ -1,0 +1,92 @@
+//! The token endpoint (RFC 6749 §3.2): the `password` and `refresh_token` grants, from a
+//! form (the RFC's encoding) or from JSON (what many SDKs send).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tessera_token::Secret;
+
+use crate::error::ApiError;
+use crate::sessions::{self, ClientLabel};
+use crate::state::AppState;
+
+/// Longest `client_id` or `User-Agent` recorded on a session.
+const MAX_LABEL_CHARS: usize = 200;
+
+/// The parameters of both grants. Unknown parameters are ignored (RFC 6749 §3.2);
+/// repeated ones are refused (§3.2: "MUST NOT be included more than once").
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    username: Option<String>,
+    password: Option<Secret<String>>,
+    refresh_token: Option<Secret<String>>,
+    client_id: Option<String>,
+}
+
+pub(super) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = parse(&headers, &body)?;
+    let grant = match request.grant_type.as_deref() {
+        Some("password") => {
+            let (Some(username), Some(password)) = (request.username, request.password) else {
+                return Err(ApiError::InvalidRequest(
+                    "the password grant needs username and password".to_owned(),
+                ));
+            };
+            let label = ClientLabel {
+                client_id: request.client_id.map(|id| truncate(&id)),
+                user_agent: headers
+                    .get(USER_AGENT)
+                    .and_then(|agent| agent.to_str().ok())
+                    .map(truncate),
+            };
+            sessions::log_in(&state, &username, password, label).await?
+        }
+        Some("refresh_token") => {
+            let Some(refresh_token) = request.refresh_token else {
+                return Err(ApiError::InvalidRequest(
+                    "the refresh_token grant needs refresh_token".to_owned(),
+                ));
+            };
+            sessions::renew(&state, &refresh_token).await?
+        }
+        Some(_) => return Err(ApiError::UnsupportedGrantType),
+        None => return Err(ApiError::InvalidRequest("grant_type is missing".to_owned())),
+    };
+    let mut response = Json(grant).into_response();
+    // RFC 6749 §5.1: token answers must not be cached.
+    let response_headers = response.headers_mut();
+    response_headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response_headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let media_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase());
+    let invalid = |what: &str| ApiError::InvalidRequest(format!("the {what} body is invalid"));
+    match media_type.as_deref() {
+        Some("application/x-www-form-urlencoded") => {
+            serde_urlencoded::from_bytes(body).map_err(|_| invalid("form"))
+        }
+        Some("application/json") => serde_json::from_slice(body).map_err(|_| invalid("JSON")),
+        _ => Err(ApiError::UnsupportedMediaType(
+            "application/x-www-form-urlencoded or application/json",
+        )),
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(MAX_LABEL_CHARS).collect()
+}

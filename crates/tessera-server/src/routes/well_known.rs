@@ -1,0 +1,40 @@
+//! Public documents: the JWKS (RFC 7517), the discovery document (OpenID Connect
+//! Discovery 1.0 §3, RFC 8414) and the liveness probe.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::http::header::CACHE_CONTROL;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+pub(super) async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.jwks.as_ref().clone()).into_response();
+    // Short enough that a new key reaches caches well before it signs anything.
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}
+
+pub(super) async fn discovery(State(state): State<AppState>) -> Json<Value> {
+    let issuer = state.issuer_url.as_ref();
+    Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": ["token"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [state.issuer.key().algorithm().jose_name()],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid"],
+    }))
+}
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}

@@ -1,0 +1,89 @@
+//! `tessera server`: reads the configuration layers, sets up logging, and runs the
+//! service until SIGINT or SIGTERM.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use tessera_server::{ConfigLayer, Server, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+/// Flags of `tessera server`. Each overrides its `TESSERA_*` variable, which overrides
+/// the config file, which overrides the default.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// TOML config file [env: TESSERA_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [env: TESSERA_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Folder for the database and signing keys [env: TESSERA_DATA_DIR]
+    /// [default: ./tessera-data]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Access-token lifetime, such as 15m or 5s [env: TESSERA_ACCESS_TTL] [default: 15m]
+    #[arg(long, value_name = "DURATION")]
+    access_ttl: Option<String>,
+    /// Public URL put in `iss` [env: TESSERA_ISSUER] [default: from the listen address]
+    #[arg(long, value_name = "URL")]
+    issuer: Option<String>,
+    /// Audience put in `aud` [env: TESSERA_AUDIENCE] [default: tessera]
+    #[arg(long, value_name = "NAME")]
+    audience: Option<String>,
+    /// Clock-skew allowance, at most 30s [env: TESSERA_LEEWAY] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    leeway: Option<String>,
+    /// Sessions unused this long cannot renew [env: TESSERA_SESSION_IDLE_TIMEOUT]
+    /// [default: 14days]
+    #[arg(long, value_name = "DURATION")]
+    session_idle_timeout: Option<String>,
+    /// Sessions end this long after login [env: TESSERA_SESSION_LIFETIME]
+    /// [default: 90days]
+    #[arg(long, value_name = "DURATION")]
+    session_lifetime: Option<String>,
+}
+
+impl ServerArgs {
+    fn into_layers(self) -> (Option<PathBuf>, ConfigLayer) {
+        let file = self
+            .config
+            .or_else(|| std::env::var_os("TESSERA_CONFIG").map(PathBuf::from));
+        let flags = ConfigLayer {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            access_ttl: self.access_ttl,
+            issuer: self.issuer,
+            audience: self.audience,
+            leeway: self.leeway,
+            session_idle_timeout: self.session_idle_timeout,
+            session_lifetime: self.session_lifetime,
+        };
+        (file, flags)
+    }
+}
+
+pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let (file, flags) = args.into_layers();
+    let env = ConfigLayer::from_env(|key| std::env::var(key).ok());
+    let config = ServerConfig::load(file.as_deref(), env, flags)?;
+    let server = Server::bind(config)
+        .await
+        .context("Tessera could not start")?;
+    server.serve(tessera_server::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs to stderr; `RUST_LOG` picks the levels (default: info for Tessera).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
