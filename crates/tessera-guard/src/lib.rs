@@ -179,7 +179,11 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_read_in_any_case() {
-        for value in ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER abc.def.ghi"] {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER abc.def.ghi",
+        ] {
             assert_eq!(bearer_token(&headers(&[value])), Ok("abc.def.ghi"));
         }
     }

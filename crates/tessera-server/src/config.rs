@@ -294,10 +294,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.data_dir, PathBuf::from("./tessera-data"));
         assert_eq!(config.access_ttl, Duration::from_secs(900));
-        assert_eq!(
-            config.issuer_for(config.listen),
-            "http://127.0.0.1:8080"
-        );
+        assert_eq!(config.issuer_for(config.listen), "http://127.0.0.1:8080");
     }
 
     #[test]
@@ -334,7 +331,10 @@ mod tests {
         ] {
             let error = ServerConfig::load(None, env(&[(variable, value)]), ConfigLayer::default())
                 .unwrap_err();
-            assert!(matches!(error, ConfigError::Value { .. }), "{variable}={value}");
+            assert!(
+                matches!(error, ConfigError::Value { .. }),
+                "{variable}={value}"
+            );
         }
     }
 
@@ -344,9 +344,8 @@ mod tests {
         let file = dir.path().join("tessera.toml");
         std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
 
-        let error =
-            ServerConfig::load(Some(&file), ConfigLayer::default(), ConfigLayer::default())
-                .unwrap_err();
+        let error = ServerConfig::load(Some(&file), ConfigLayer::default(), ConfigLayer::default())
+            .unwrap_err();
 
         assert!(error.to_string().contains("lisen"));
     }

@@ -76,9 +76,7 @@ impl ApiError {
             Self::InvalidToken => tessera_guard::invalid_token_response_description().to_owned(),
             Self::InvalidGrant(text) => (*text).to_owned(),
             Self::InvalidRequest(text) | Self::Validation(text) => text.clone(),
-            Self::UnsupportedGrantType => {
-                "grant_type must be password or refresh_token".to_owned()
-            }
+            Self::UnsupportedGrantType => "grant_type must be password or refresh_token".to_owned(),
             Self::UsernameTaken => "that username is already taken".to_owned(),
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed => "this method is not allowed on this path".to_owned(),

@@ -14,8 +14,8 @@ use tessera_token::SigningKey;
 pub fn load_or_create(keys_dir: &Path) -> anyhow::Result<SigningKey> {
     create_private_dir(keys_dir)?;
     let mut newest: Option<(std::time::SystemTime, SigningKey)> = None;
-    let entries = fs::read_dir(keys_dir)
-        .with_context(|| format!("cannot list {}", keys_dir.display()))?;
+    let entries =
+        fs::read_dir(keys_dir).with_context(|| format!("cannot list {}", keys_dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.extension().is_none_or(|extension| extension != "pem") {
@@ -85,8 +85,14 @@ mod tests {
 
         assert_eq!(first.kid(), second.kid());
         let file = keys.join(format!("{}.pem", first.kid()));
-        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]

@@ -106,7 +106,10 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes
     /// the database.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         tracing::info!(
             "listening on {}, data in {}",
             self.base_url,

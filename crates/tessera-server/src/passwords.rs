@@ -99,8 +99,18 @@ mod tests {
         let hash = passwords.hash(secret("correct horse")).await.unwrap();
 
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(passwords.verify(secret("correct horse"), Some(hash.clone())).await.unwrap());
-        assert!(!passwords.verify(secret("wrong horse"), Some(hash)).await.unwrap());
+        assert!(
+            passwords
+                .verify(secret("correct horse"), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !passwords
+                .verify(secret("wrong horse"), Some(hash))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

@@ -99,7 +99,9 @@ pub async fn log_in(
     } else {
         state.store.credentials(&key).await?
     };
-    let hash = credentials.as_ref().map(|found| found.password_hash.clone());
+    let hash = credentials
+        .as_ref()
+        .map(|found| found.password_hash.clone());
     let matches = state.passwords.verify(password, hash).await?;
     let Some(credentials) = credentials.filter(|found| matches && !found.disabled) else {
         tracing::debug!(reason = "bad_credentials", "login refused");
@@ -123,7 +125,10 @@ pub async fn log_in(
 }
 
 /// The refresh grant: spends the presented token and returns its successor.
-pub async fn renew(state: &AppState, presented: &Secret<String>) -> Result<TokenResponse, ApiError> {
+pub async fn renew(
+    state: &AppState,
+    presented: &Secret<String>,
+) -> Result<TokenResponse, ApiError> {
     let Some(presented_hash) = refresh_hash(presented.expose()) else {
         tracing::debug!(reason = "malformed", "refresh refused");
         return Err(ApiError::InvalidGrant(BAD_REFRESH));
@@ -200,7 +205,12 @@ fn token_response(
     let ttl = state.config.access_ttl.as_secs();
     let issued = state
         .issuer
-        .issue(&user.0, &session.0, now, i64::try_from(ttl).unwrap_or(i64::MAX))
+        .issue(
+            &user.0,
+            &session.0,
+            now,
+            i64::try_from(ttl).unwrap_or(i64::MAX),
+        )
         .map_err(|error| ApiError::Internal(error.into()))?;
     Ok(TokenResponse {
         access_token: issued.token,

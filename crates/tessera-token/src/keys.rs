@@ -55,8 +55,7 @@ impl SigningKey {
 
     /// Loads an Ed25519 key from PKCS#8 DER bytes.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = Ed25519KeyPair::from_pkcs8(der)
-            .map_err(|_| KeyError::InvalidKey("Ed25519"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|_| KeyError::InvalidKey("Ed25519"))?;
         let public = VerifyingKey::ed25519(pair.public_key().as_ref());
         Ok(Self {
             pkcs8: Secret::new(der.to_vec()),

@@ -8,9 +8,7 @@ use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tessera_token::{
-    KeySet, SigningKey, TokenError, TokenIssuer, Validator, ValidatorConfig,
-};
+use tessera_token::{KeySet, SigningKey, TokenError, TokenIssuer, Validator, ValidatorConfig};
 
 const ISS: &str = "https://auth.example";
 const AUD: &str = "tessera";
@@ -95,7 +93,11 @@ fn a_token_issued_by_tessera_is_accepted() {
 
     assert_eq!(claims.sub, "user-a");
     assert_eq!(claims.sid, "s1");
-    assert!(issued.token.len() < 600, "token is {} bytes", issued.token.len());
+    assert!(
+        issued.token.len() < 600,
+        "token is {} bytes",
+        issued.token.len()
+    );
 }
 
 #[test]
@@ -188,7 +190,8 @@ fn degenerate_signatures_are_refused() {
     let harness = Harness::new();
     let claims = b64(&forged_claims(&harness));
     let zeros = "A".repeat(86);
-    let order = "_____wAAAAD__________7zm-q2nF56E87nKwvxjJVH_____AAAAAP__________vOb6racXnoTzucrC_GMlUQ";
+    let order =
+        "_____wAAAAD__________7zm-q2nF56E87nKwvxjJVH_____AAAAAP__________vOb6racXnoTzucrC_GMlUQ";
     let es256 = b64(&json!({"alg": "ES256", "typ": "at+jwt", "kid": harness.key.kid()}));
     let eddsa = b64(&harness.header());
 

@@ -28,7 +28,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/signup", post(accounts::sign_up))
         .route("/auth/logout", post(accounts::log_out))
-        .route("/userinfo", get(accounts::userinfo).post(accounts::userinfo))
+        .route(
+            "/userinfo",
+            get(accounts::userinfo).post(accounts::userinfo),
+        )
         .route("/oauth/token", post(oauth::token))
         .route("/api/notes", get(notes::list).post(notes::create))
         .route(

@@ -13,9 +13,10 @@ use crate::state::AppState;
 pub(super) async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.jwks.as_ref().clone()).into_response();
     // Short enough that a new key reaches caches well before it signs anything.
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     response
 }
 

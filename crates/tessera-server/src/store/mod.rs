@@ -135,11 +135,8 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
 
     /// Opens a session with its first refresh token.
-    async fn open_session(
-        &self,
-        session: NewSession,
-        first: RefreshHash,
-    ) -> Result<(), StoreError>;
+    async fn open_session(&self, session: NewSession, first: RefreshHash)
+    -> Result<(), StoreError>;
 
     /// Spends `presented` and stores `successor` in one atomic step, if `presented`
     /// is live and its session may still be renewed at `now` (not ended, before its

@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Credentials, NewSession, NewUser, Note, RefreshHash, Rotation, SessionId, Store,
-    StoreError, User, UserId,
+    Credentials, NewSession, NewUser, Note, RefreshHash, Rotation, SessionId, Store, StoreError,
+    User, UserId,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -71,9 +71,7 @@ fn create_owner_only(path: &Path) -> std::io::Result<()> {
 /// Sorts database failures into what callers act on.
 fn classify(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Database(database) if database.is_unique_violation() => {
-            StoreError::Conflict
-        }
+        sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::Conflict,
         // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
         sqlx::Error::Database(database)
             if database
@@ -216,14 +214,13 @@ impl Store for SqliteStore {
             return Ok(Rotation::Refused);
         };
 
-        let (user_id,): (String,) = sqlx::query_as(
-            "UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING user_id",
-        )
-        .bind(now)
-        .bind(&session_id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(classify)?;
+        let (user_id,): (String,) =
+            sqlx::query_as("UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING user_id")
+                .bind(now)
+                .bind(&session_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
         )
