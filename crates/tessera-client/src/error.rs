@@ -26,7 +26,7 @@ pub enum Error {
     },
 
     /// The server could not be reached or the exchange broke off.
-    #[error("could not talk to the server: {0}")]
+    #[error("could not talk to the server")]
     Network(#[source] reqwest::Error),
 
     /// The server answered with an error status.
@@ -77,11 +77,7 @@ impl Error {
     }
 }
 
-fn describe_status(
-    status: StatusCode,
-    code: Option<&str>,
-    description: Option<&str>,
-) -> String {
+fn describe_status(status: StatusCode, code: Option<&str>, description: Option<&str>) -> String {
     match (code, description) {
         (Some(code), Some(text)) => {
             format!("server answered {status}: {code}: {text}")
@@ -104,7 +100,7 @@ pub enum StoreError {
     NoConfigDir,
 
     /// Reading or writing a file failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done, such as "cannot read".
         action: &'static str,
@@ -131,7 +127,7 @@ pub enum StoreError {
     },
 
     /// The credentials file is not valid JSON of the expected shape.
-    #[error("{} is not a valid credentials file: {source}", path.display())]
+    #[error("{} is not a valid credentials file", path.display())]
     Corrupt {
         /// The credentials file.
         path: PathBuf,

@@ -23,8 +23,7 @@ impl ServerUrl {
             url: input.to_owned(),
             reason,
         };
-        let url = Url::parse(input.trim())
-            .map_err(|_| refuse("not an absolute URL"))?;
+        let url = Url::parse(input.trim()).map_err(|_| refuse("not an absolute URL"))?;
 
         if !matches!(url.scheme(), "http" | "https") {
             return Err(refuse("the scheme must be http or https"));
@@ -65,13 +64,11 @@ impl ServerUrl {
         if !path.starts_with('/') || path.starts_with("//") {
             return Err(refuse());
         }
-        if path.contains(['\\', '#']) || path.chars().any(char::is_whitespace)
-        {
+        if path.contains(['\\', '#']) || path.chars().any(char::is_whitespace) {
             return Err(refuse());
         }
 
-        let url = Url::parse(&format!("{}{path}", self.0))
-            .map_err(|_| refuse())?;
+        let url = Url::parse(&format!("{}{path}", self.0)).map_err(|_| refuse())?;
         let base = Url::parse(&self.0).map_err(|_| refuse())?;
         // Belt and braces: the joined URL must keep this server's origin.
         if url.origin() != base.origin() {
@@ -115,18 +112,13 @@ impl fmt::Debug for ServerUrl {
 }
 
 impl serde::Serialize for ServerUrl {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for ServerUrl {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         ServerUrl::parse(&text).map_err(serde::de::Error::custom)
     }

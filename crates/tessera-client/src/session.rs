@@ -62,10 +62,7 @@ impl Session {
     ///
     /// Redirects are not followed: an answer from elsewhere must never
     /// receive a password or a token.
-    pub fn new(
-        server: ServerUrl,
-        store: Arc<dyn TokenStore>,
-    ) -> Result<Self, Error> {
+    pub fn new(server: ServerUrl, store: Arc<dyn TokenStore>) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .redirect(redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
@@ -114,11 +111,7 @@ impl Session {
 
     /// Logs in with the password grant (RFC 6749 §4.3) and stores the
     /// tokens, replacing any earlier ones for this server.
-    pub async fn login(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<StoredTokens, Error> {
+    pub async fn login(&self, username: &str, password: &str) -> Result<StoredTokens, Error> {
         let mut form = vec![
             ("grant_type", "password"),
             ("username", username),
@@ -277,10 +270,10 @@ impl Session {
                 && rejected != Some(tokens.access_token.as_str())
         };
 
-        if let Cached::Loaded(Some(tokens)) = &*cached {
-            if fit(tokens) {
-                return Ok(tokens.clone());
-            }
+        if let Cached::Loaded(Some(tokens)) = &*cached
+            && fit(tokens)
+        {
+            return Ok(tokens.clone());
         }
 
         // Before spending the refresh token, look again: another process
@@ -341,10 +334,7 @@ impl Session {
 
     /// Posts a grant to the token endpoint; returns the answer and when it
     /// arrived, from which the expiry is counted.
-    async fn grant(
-        &self,
-        form: &[(&str, &str)],
-    ) -> Result<(TokenResponse, SystemTime), Error> {
+    async fn grant(&self, form: &[(&str, &str)]) -> Result<(TokenResponse, SystemTime), Error> {
         let url = self.server.join(TOKEN_PATH)?;
         let response = self
             .http
@@ -362,13 +352,9 @@ impl Session {
         let bytes = response.bytes().await.map_err(Error::Network)?;
         // The parser's message could quote parts of the body, which holds
         // tokens, so it is not passed on.
-        let grant: TokenResponse =
-            serde_json::from_slice(&bytes).map_err(|_| {
-                Error::InvalidResponse(
-                    "the token endpoint's answer is not a token response"
-                        .into(),
-                )
-            })?;
+        let grant: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            Error::InvalidResponse("the token endpoint's answer is not a token response".into())
+        })?;
         if !grant.token_type.eq_ignore_ascii_case("bearer") {
             return Err(Error::InvalidResponse(format!(
                 "token type `{}` is not supported, only Bearer",
@@ -417,9 +403,7 @@ impl Session {
         let server = self.server.clone();
         let refresh_token = refresh_token.to_owned();
         self.blocking(move |store| match store.load(&server)? {
-            Some(stored) if stored.refresh_token == refresh_token => {
-                store.clear(&server)
-            }
+            Some(stored) if stored.refresh_token == refresh_token => store.clear(&server),
             _ => Ok(()),
         })
         .await
@@ -428,9 +412,7 @@ impl Session {
     /// Runs a store call off the async workers: stores may block on disk.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&dyn TokenStore) -> Result<T, StoreError>
-        + Send
-        + 'static,
+        call: impl FnOnce(&dyn TokenStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Error> {
         let store = Arc::clone(&self.store);
         let outcome = tokio::task::spawn_blocking(move || call(store.as_ref()))

@@ -51,7 +51,10 @@ impl StoredTokens {
     /// has expired.
     pub fn time_left(&self, now: SystemTime) -> Option<Duration> {
         let expires = UNIX_EPOCH + Duration::from_secs(self.expires_at);
-        expires.duration_since(now).ok().filter(|left| !left.is_zero())
+        expires
+            .duration_since(now)
+            .ok()
+            .filter(|left| !left.is_zero())
     }
 
     /// Whether the access token should be renewed before use at `now`:
@@ -59,8 +62,7 @@ impl StoredTokens {
     /// 60 seconds) is left.
     pub fn needs_renewal(&self, now: SystemTime) -> bool {
         let lifetime = Duration::from_secs(self.lifetime_secs);
-        let margin = (lifetime / RENEW_AT_FRACTION_LEFT as u32)
-            .min(MAX_RENEWAL_MARGIN);
+        let margin = (lifetime / RENEW_AT_FRACTION_LEFT as u32).min(MAX_RENEWAL_MARGIN);
         match self.time_left(now) {
             Some(left) => left <= margin,
             None => true,
@@ -89,10 +91,7 @@ impl fmt::Debug for StoredTokens {
 /// workers. Implementations must be safe to share between threads.
 pub trait TokenStore: Send + Sync {
     /// The tokens stored for `server`, if any.
-    fn load(
-        &self,
-        server: &ServerUrl,
-    ) -> Result<Option<StoredTokens>, StoreError>;
+    fn load(&self, server: &ServerUrl) -> Result<Option<StoredTokens>, StoreError>;
 
     /// Stores `tokens`, replacing any earlier ones for the same server.
     fn save(&self, tokens: &StoredTokens) -> Result<(), StoreError>;

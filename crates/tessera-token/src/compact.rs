@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn wrong_segment_counts_are_refused() {
         let raw = token(HEADER, "{}");
-        let two = raw.rsplitn(2, '.').nth(1).unwrap().to_owned();
+        let two = raw.rsplit_once('.').unwrap().0.to_owned();
         let empty_signature = format!("{two}.");
         let four = format!("{raw}.x");
 

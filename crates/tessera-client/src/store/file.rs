@@ -106,10 +106,7 @@ impl FileStore {
     }
 
     /// Makes `server` the default one.
-    pub fn set_default_server(
-        &self,
-        server: &ServerUrl,
-    ) -> Result<(), StoreError> {
+    pub fn set_default_server(&self, server: &ServerUrl) -> Result<(), StoreError> {
         self.update(|file| file.default_server = Some(server.clone()))
     }
 
@@ -133,18 +130,13 @@ impl FileStore {
             .map_err(|source| self.io("cannot inspect", source))?;
         refuse_if_shared(&self.path, &metadata)?;
 
-        serde_json::from_reader(BufReader::new(file)).map_err(|source| {
-            StoreError::Corrupt {
-                path: self.path.clone(),
-                source,
-            }
+        serde_json::from_reader(BufReader::new(file)).map_err(|source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
         })
     }
 
-    fn update(
-        &self,
-        change: impl FnOnce(&mut CredentialsFile),
-    ) -> Result<(), StoreError> {
+    fn update(&self, change: impl FnOnce(&mut CredentialsFile)) -> Result<(), StoreError> {
         let _writer = self
             .write_lock
             .lock()
@@ -169,14 +161,12 @@ impl FileStore {
             .suffix(".tmp")
             .tempfile_in(folder)
             .map_err(|source| self.io_at("cannot write in", folder, source))?;
-        let json = serde_json::to_vec_pretty(contents).map_err(|source| {
-            StoreError::Corrupt {
-                path: self.path.clone(),
-                source,
-            }
+        let json = serde_json::to_vec_pretty(contents).map_err(|source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
         })?;
-        temporary
-            .write_all(&json)
+        owner_only(temporary.as_file())
+            .and_then(|()| temporary.write_all(&json))
             .and_then(|()| temporary.as_file().sync_all())
             .map_err(|source| self.io("cannot write", source))?;
         temporary
@@ -184,20 +174,14 @@ impl FileStore {
             .map_err(|failed| self.io("cannot replace", failed.error))?;
 
         // The rename itself is durable only once the folder is flushed.
-        sync_folder(folder)
-            .map_err(|source| self.io_at("cannot flush", folder, source))
+        sync_folder(folder).map_err(|source| self.io_at("cannot flush", folder, source))
     }
 
     fn io(&self, action: &'static str, source: std::io::Error) -> StoreError {
         self.io_at(action, &self.path, source)
     }
 
-    fn io_at(
-        &self,
-        action: &'static str,
-        path: &Path,
-        source: std::io::Error,
-    ) -> StoreError {
+    fn io_at(&self, action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             action,
             path: path.to_owned(),
@@ -207,10 +191,7 @@ impl FileStore {
 }
 
 impl TokenStore for FileStore {
-    fn load(
-        &self,
-        server: &ServerUrl,
-    ) -> Result<Option<StoredTokens>, StoreError> {
+    fn load(&self, server: &ServerUrl) -> Result<Option<StoredTokens>, StoreError> {
         let mut file = self.read()?;
         Ok(file.servers.remove(server).map(|entry| StoredTokens {
             server: server.clone(),
@@ -255,23 +236,16 @@ impl TokenStore for FileStore {
 /// `$XDG_CONFIG_HOME/tessera/credentials.json`, else
 /// `$HOME/.config/tessera/credentials.json`. The XDG base directory rules
 /// say a relative `XDG_CONFIG_HOME` is invalid and must be ignored.
-fn default_path(
-    xdg_config_home: Option<OsString>,
-    home: Option<OsString>,
-) -> Option<PathBuf> {
-    let absolute = |value: Option<OsString>| {
-        value.map(PathBuf::from).filter(|path| path.is_absolute())
-    };
-    let config = absolute(xdg_config_home)
-        .or_else(|| absolute(home).map(|home| home.join(".config")))?;
+fn default_path(xdg_config_home: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let absolute =
+        |value: Option<OsString>| value.map(PathBuf::from).filter(|path| path.is_absolute());
+    let config =
+        absolute(xdg_config_home).or_else(|| absolute(home).map(|home| home.join(".config")))?;
     Some(config.join("tessera").join("credentials.json"))
 }
 
 #[cfg(unix)]
-fn refuse_if_shared(
-    path: &Path,
-    metadata: &fs::Metadata,
-) -> Result<(), StoreError> {
+fn refuse_if_shared(path: &Path, metadata: &fs::Metadata) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
 
     let mode = metadata.permissions().mode() & 0o777;
@@ -285,10 +259,7 @@ fn refuse_if_shared(
 }
 
 #[cfg(not(unix))]
-fn refuse_if_shared(
-    _path: &Path,
-    _metadata: &fs::Metadata,
-) -> Result<(), StoreError> {
+fn refuse_if_shared(_path: &Path, _metadata: &fs::Metadata) -> Result<(), StoreError> {
     // Without Unix modes there are no bits to check; the file sits in the
     // user's own profile folder.
     Ok(())
@@ -311,6 +282,20 @@ fn create_private_folder(folder: &Path) -> std::io::Result<()> {
     fs::create_dir_all(folder)
 }
 
+/// Sets mode 0600 explicitly rather than trusting how the temporary file
+/// happened to be created.
+#[cfg(unix)]
+fn owner_only(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+
+    file.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+}
+
+#[cfg(not(unix))]
+fn owner_only(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
 #[cfg(unix)]
 fn sync_folder(folder: &Path) -> std::io::Result<()> {
     File::open(folder)?.sync_all()
@@ -323,7 +308,8 @@ fn sync_folder(_folder: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
 
@@ -355,8 +341,7 @@ mod tests {
         let store = store_in(&dir);
         let folder = store.path().parent().unwrap();
         fs::create_dir_all(folder).unwrap();
-        fs::set_permissions(folder, fs::Permissions::from_mode(0o755))
-            .unwrap();
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o755)).unwrap();
 
         store.save(&sample("http://127.0.0.1:1", "alice")).unwrap();
 
@@ -429,8 +414,7 @@ mod tests {
         tokens.access_token = "access-secret-renewed".to_owned();
         store.save(&tokens).unwrap();
 
-        let seen_by_old_handle =
-            std::io::read_to_string(old_handle).unwrap().into_bytes();
+        let seen_by_old_handle = std::io::read_to_string(old_handle).unwrap().into_bytes();
         assert_eq!(seen_by_old_handle, before);
         assert_eq!(store.load(&tokens.server).unwrap(), Some(tokens));
         let leftovers: Vec<_> = fs::read_dir(store.path().parent().unwrap())
@@ -448,11 +432,7 @@ mod tests {
         store.save(&tokens).unwrap();
 
         for loose in [0o644, 0o640, 0o604, 0o620] {
-            fs::set_permissions(
-                store.path(),
-                fs::Permissions::from_mode(loose),
-            )
-            .unwrap();
+            fs::set_permissions(store.path(), fs::Permissions::from_mode(loose)).unwrap();
 
             let error = store.load(&tokens.server).unwrap_err();
 

@@ -37,10 +37,7 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl TokenStore for MemoryStore {
-    fn load(
-        &self,
-        server: &ServerUrl,
-    ) -> Result<Option<StoredTokens>, StoreError> {
+    fn load(&self, server: &ServerUrl) -> Result<Option<StoredTokens>, StoreError> {
         Ok(self.entries().get(server).cloned())
     }
 
