@@ -32,6 +32,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         };
         // A logged-out session or a disabled user must lose access at once, not when
         // the token expires.
+        // Limitation: this costs one database read per request. An in-memory set of
+        // ended sessions, kept in step with the database, would remove it.
         if !state
             .store
             .session_is_open(&caller.session, &caller.user, clock::now())

@@ -93,6 +93,8 @@ pub async fn log_in(
 ) -> Result<TokenResponse, ApiError> {
     // The same work and the same answer whether the user is unknown, disabled or gave
     // a wrong password, so the answer tells nothing about which (no enumeration).
+    // Limitation: nothing throttles guessing yet beyond the cost of each hash.
+    // Per-account and per-IP limits checked before hashing would remove it.
     let key = username_key(username.trim());
     let credentials = if key.is_empty() {
         None
@@ -145,6 +147,10 @@ pub async fn renew(
             tracing::info!(user = %user.0, session = %session.0, "refresh");
             token_response(state, &user, &session, refresh_token, now)
         }
+        // Limitation: a spent token is refused but its session lives on, and two
+        // clients racing with one token get one success and one refusal. A grace
+        // window that returns the same successor, with reuse after it ending the
+        // session, would remove both.
         Rotation::Refused => {
             tracing::debug!(reason = "not_live", "refresh refused");
             Err(ApiError::InvalidGrant(BAD_REFRESH))
