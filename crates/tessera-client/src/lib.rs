@@ -7,7 +7,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //!
-//! use tessera_client::{MemoryStore, ServerUrl, Session};
+//! use tessera_client::{MemoryStore, Method, ServerUrl, Session};
 //!
 //! # async fn run() -> Result<(), tessera_client::Error> {
 //! let server = ServerUrl::parse("http://127.0.0.1:8080")?;
@@ -15,7 +15,7 @@
 //! session.login("alice", "correct horse battery staple").await?;
 //!
 //! let notes: serde_json::Value = session
-//!     .request_json(reqwest::Method::GET, "/api/notes", None)
+//!     .request_json(Method::GET, "/api/notes", None)
 //!     .await?;
 //! println!("{notes}");
 //!
@@ -33,7 +33,7 @@ mod store;
 pub use error::{Error, StoreError};
 pub use server_url::ServerUrl;
 pub use session::Session;
-pub use store::{FileStore, MemoryStore, StoredTokens, TokenStore};
+pub use store::{FileStore, MemoryStore, RenewalLock, StoredTokens, TokenStore};
 
 /// The HTTP method type used by [`Session::send`], re-exported so callers
 /// need no direct dependency on the HTTP client.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
-use crate::{Error, ServerUrl, StoreError, StoredTokens, TokenStore};
+use crate::{Error, RenewalLock, ServerUrl, StoreError, StoredTokens, TokenStore};
 
 const TOKEN_PATH: &str = "/oauth/token";
 const LOGOUT_PATH: &str = "/auth/logout";
@@ -157,6 +157,7 @@ impl Session {
         let mut cached = self.tokens.lock().await;
         // Fresh from the store: another process may have renewed already,
         // and only its newer refresh token is still valid.
+        let _renewal = self.lock_renewal().await?;
         let stored = self.load().await?;
         *cached = Cached::Loaded(stored.clone());
         let stored = stored.ok_or_else(|| self.logged_out())?;
@@ -276,8 +277,10 @@ impl Session {
             return Ok(tokens.clone());
         }
 
-        // Before spending the refresh token, look again: another process
-        // sharing the store may have renewed (or logged out) meanwhile.
+        // Before spending the refresh token, look again, alone: another
+        // process sharing the store may have renewed (or logged out)
+        // meanwhile, and its tokens are then the ones to use.
+        let _renewal = self.lock_renewal().await?;
         let stored = self.load().await?;
         *cached = Cached::Loaded(stored.clone());
         let stored = stored.ok_or_else(|| self.logged_out())?;
@@ -385,6 +388,10 @@ impl Session {
         Error::LoggedOut {
             server: self.server.to_string(),
         }
+    }
+
+    async fn lock_renewal(&self) -> Result<Option<RenewalLock>, Error> {
+        self.blocking(|store| store.lock_renewal()).await
     }
 
     async fn load(&self) -> Result<Option<StoredTokens>, Error> {

@@ -98,6 +98,39 @@ pub trait TokenStore: Send + Sync {
 
     /// Forgets the tokens of `server`; succeeds if there were none.
     fn clear(&self, server: &ServerUrl) -> Result<(), StoreError>;
+
+    /// Waits until no other process is renewing tokens kept in this store,
+    /// then keeps them out until the returned lock is dropped.
+    ///
+    /// A refresh token works once, so two processes renewing with the same
+    /// one would end the session; the loser must instead reload and reuse
+    /// the winner's tokens. Stores that no other process can see need no
+    /// lock, which is the default.
+    fn lock_renewal(&self) -> Result<Option<RenewalLock>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Held while one process renews tokens in a shared [`TokenStore`]; the
+/// lock is released when this is dropped.
+pub struct RenewalLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl RenewalLock {
+    /// Wraps whatever holds the lock (a locked file, say); dropping it must
+    /// release the lock.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+impl fmt::Debug for RenewalLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RenewalLock")
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! The client commands (`login`, `status`, `request`, `logout`): parse
 //! what the user asked, find the server and its tokens in the credentials
 //! file, and hand over to the SDK's `Session`. One module per command.
+//!
+//! Not here yet, though the design describes them: `token decode`, and a
+//! `TESSERA_TOKEN` variable that overrides the stored tokens; each is one
+//! more module here plus a branch in `run` (and, for the variable, in
+//! `session`).
 
 mod login;
 mod logout;

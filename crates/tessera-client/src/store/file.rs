@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ServerUrl, StoreError, StoredTokens, TokenStore};
+use crate::{RenewalLock, ServerUrl, StoreError, StoredTokens, TokenStore};
 
 /// Owner read and write only.
 #[cfg(unix)]
@@ -44,9 +44,12 @@ const FOLDER_MODE: u32 = 0o700;
 /// or a full disk never leaves a half-written credentials file behind.
 /// A file that other users can read is refused rather than used.
 ///
-/// Writes from one process are serialised; two processes writing at the
-/// same instant can still lose one of the updates (the last rename wins),
-/// which a file lock would remove.
+/// Renewals are serialised across processes by a lock on
+/// `credentials.json.lock`, so parallel commands spend each refresh token
+/// once. Other writes are serialised within one process only: two
+/// processes saving at the same instant (say, two logins to different
+/// servers) can lose one of the updates, as the last rename wins; taking
+/// the same kind of lock around every write would remove that.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     path: PathBuf,
@@ -146,11 +149,28 @@ impl FileStore {
         self.write(&file)
     }
 
-    fn write(&self, contents: &CredentialsFile) -> Result<(), StoreError> {
-        let folder = match self.path.parent() {
+    fn folder(&self) -> &Path {
+        match self.path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
-        };
+        }
+    }
+
+    /// `credentials.json.lock` beside the credentials file. A separate
+    /// file, because the credentials file itself is replaced on each save
+    /// and a lock on a replaced file protects nothing.
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(OsString::from)
+            .unwrap_or_else(|| OsString::from("credentials.json"));
+        name.push(".lock");
+        self.path.with_file_name(name)
+    }
+
+    fn write(&self, contents: &CredentialsFile) -> Result<(), StoreError> {
+        let folder = self.folder();
         create_private_folder(folder)
             .map_err(|source| self.io_at("cannot create", folder, source))?;
 
@@ -214,6 +234,16 @@ impl TokenStore for FileStore {
         self.update(|file| {
             file.servers.insert(tokens.server.clone(), entry);
         })
+    }
+
+    fn lock_renewal(&self) -> Result<Option<RenewalLock>, StoreError> {
+        let folder = self.folder();
+        create_private_folder(folder)
+            .map_err(|source| self.io_at("cannot create", folder, source))?;
+        let path = self.lock_path();
+        let locked =
+            lock_exclusive(&path).map_err(|source| self.io_at("cannot lock", &path, source))?;
+        Ok(locked.map(RenewalLock::new))
     }
 
     fn clear(&self, server: &ServerUrl) -> Result<(), StoreError> {
@@ -280,6 +310,39 @@ fn create_private_folder(folder: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn create_private_folder(folder: &Path) -> std::io::Result<()> {
     fs::create_dir_all(folder)
+}
+
+/// Opens (creating, owner-only) and locks the file at `path`, waiting for
+/// any other holder; the lock goes when the file is closed.
+#[cfg(unix)]
+fn lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use rustix::fs::{FlockOperation, flock};
+    use rustix::io::Errno;
+
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)?;
+    loop {
+        match flock(&file, FlockOperation::LockExclusive) {
+            Ok(()) => return Ok(Some(file)),
+            // A signal interrupted the wait; keep waiting.
+            Err(Errno::INTR) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_exclusive(_path: &Path) -> std::io::Result<Option<File>> {
+    // No `flock` here: parallel processes may race to renew, and the one
+    // presenting an already spent refresh token can be logged out.
+    Ok(None)
 }
 
 /// Sets mode 0600 explicitly rather than trusting how the temporary file
@@ -445,6 +508,35 @@ mod tests {
             // Saving must not quietly overwrite (and so hide) the problem.
             assert!(store.save(&tokens).is_err());
         }
+    }
+
+    #[test]
+    fn renewal_lock_keeps_other_holders_waiting() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::Duration;
+
+        let dir = tempfile::tempdir().unwrap();
+        let first = store_in(&dir);
+        // A separate store value opens its own lock file handle, as
+        // another process would.
+        let second = store_in(&dir);
+        let released = Arc::new(AtomicBool::new(false));
+
+        let held = first.lock_renewal().unwrap().unwrap();
+        let waiter = {
+            let released = Arc::clone(&released);
+            std::thread::spawn(move || {
+                let _lock = second.lock_renewal().unwrap().unwrap();
+                released.load(Ordering::SeqCst)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        released.store(true, Ordering::SeqCst);
+        drop(held);
+
+        assert!(waiter.join().unwrap(), "second holder did not wait");
+        assert_eq!(mode(&first.lock_path()), 0o600);
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! `tessera logout`: ends the session on the server and forgets its
+//! tokens; `--local` only forgets them, for a server that is gone.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tessera_client::TokenStore;
+
+use super::{ServerChoice, chosen_server, credentials, on_store, session};
+
+/// Arguments of `tessera logout`.
+#[derive(Debug, Args)]
+pub(crate) struct LogoutArgs {
+    #[command(flatten)]
+    server: ServerChoice,
+
+    /// Only forget the tokens on this machine, without telling the server
+    /// (the session then stays valid there until its refresh token expires)
+    #[arg(long)]
+    local: bool,
+}
+
+pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
+    let store = credentials()?;
+    let Some(server) = chosen_server(&store, &args.server).await? else {
+        eprintln!("not logged in");
+        return Ok(ExitCode::FAILURE);
+    };
+    let key = server.clone();
+    let Some(tokens) = on_store(&store, move |store| store.load(&key)).await? else {
+        eprintln!("not logged in to {server}");
+        return Ok(ExitCode::FAILURE);
+    };
+
+    let session = session(&store, server.clone())?;
+    if args.local {
+        session.forget().await?;
+        println!("Forgot the tokens of {} on {server}", tokens.username);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    session.logout().await.with_context(|| {
+        format!(
+            "cannot end the session on {server}; the tokens are kept so you \
+             can retry (or use --local to only forget them)"
+        )
+    })?;
+    println!("Logged out of {server} ({})", tokens.username);
+    Ok(ExitCode::SUCCESS)
+}
