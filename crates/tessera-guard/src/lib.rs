@@ -13,7 +13,7 @@
 //! }
 //!
 //! # fn build() -> Result<Router, Box<dyn std::error::Error>> {
-//! let keys = KeySet::new(vec![SigningKey::generate()?.verifying_key()]);
+//! let keys = KeySet::new(vec![SigningKey::generate(tessera_token::KeyAlgorithm::EdDSA)?.verifying_key()]);
 //! let validator = Validator::new(keys, ValidatorConfig::new("https://auth.example", "tessera"))?;
 //! let app: Router = Router::new()
 //!     .route("/whoami", get(whoami))
@@ -25,41 +25,61 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tessera_token::{AccessClaims, TokenError, Validator};
+use tessera_token::{AccessClaims, KeySet, TokenError, Validator, read_compact};
 
 /// The `WWW-Authenticate` value for every refused token (RFC 6750 §3).
 pub const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
 
-/// Checks the bearer token of requests against a validator.
+/// Checks the bearer token of requests against a validator. Clones share one key set,
+/// which [`Guard::replace_keys`] swaps without blocking requests in flight.
 #[derive(Debug, Clone)]
 pub struct Guard {
-    validator: Arc<Validator>,
+    validator: Arc<ArcSwap<Validator>>,
 }
 
 impl Guard {
     /// A guard that trusts what `validator` trusts.
     pub fn new(validator: Validator) -> Self {
         Self {
-            validator: Arc::new(validator),
+            validator: Arc::new(ArcSwap::from_pointee(validator)),
         }
+    }
+
+    /// Trusts exactly `keys` from now on (after a key rotation, say).
+    pub fn replace_keys(&self, keys: KeySet) {
+        let next = self.validator.load().with_keys(keys);
+        self.validator.store(Arc::new(next));
     }
 
     /// Validates the bearer token in `headers` at the current time.
     pub fn check(&self, headers: &HeaderMap) -> Result<AccessClaims, Refusal> {
-        let token = bearer_token(headers)?;
+        let token = bearer_token(headers).inspect_err(|refusal| {
+            tracing::debug!(reason = refusal.code(), "access token refused");
+        })?;
         self.check_token(token)
     }
 
     /// Validates a token already taken from a request.
     pub fn check_token(&self, token: &str) -> Result<AccessClaims, Refusal> {
         self.validator
+            .load()
             .validate(token, unix_now())
-            .map_err(Refusal::Invalid)
+            .map_err(|reason| {
+                let (kid, jti) = unverified_ids(token);
+                tracing::debug!(
+                    reason = reason.code(),
+                    kid = kid.as_deref(),
+                    jti = jti.as_deref(),
+                    "access token refused"
+                );
+                Refusal::Invalid(reason)
+            })
     }
 }
 
@@ -92,9 +112,28 @@ impl Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        tracing::debug!(reason = self.code(), "access token refused");
         invalid_token_response()
     }
+}
+
+/// Longest `kid` or `jti` copied into a log line: they are unverified input.
+const MAX_LOGGED_ID_CHARS: usize = 64;
+
+/// The `kid` and `jti` of a refused token, for logs only: never trusted, never the
+/// token itself, and cut short.
+fn unverified_ids(token: &str) -> (Option<String>, Option<String>) {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        jti: Option<String>,
+    }
+    let Ok(jws) = read_compact(token, tessera_token::DEFAULT_MAX_TOKEN_BYTES) else {
+        return (None, None);
+    };
+    let short = |id: String| id.chars().take(MAX_LOGGED_ID_CHARS).collect::<String>();
+    let jti = serde_json::from_slice::<Ids>(&jws.claims_json)
+        .ok()
+        .and_then(|ids| ids.jti);
+    (jws.header.kid.map(short), jti.map(short))
 }
 
 /// The `error_description` of every 401 answer: the same for every reason.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tessera_token::KeyAlgorithm;
 
 /// Longest access-token lifetime accepted: a day. Longer defeats short-lived tokens.
 const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -31,6 +32,16 @@ pub struct ServerConfig {
     pub session_idle_timeout: Duration,
     /// A session ends this long after login, used or not.
     pub session_lifetime: Duration,
+    /// The algorithm access tokens are signed with.
+    pub alg: KeyAlgorithm,
+    /// File holding the HS256 secret (at least 32 bytes); required for HS256 only.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// A new signing key is made when the newest is this old; `None` never rotates.
+    pub key_rotation_interval: Option<Duration>,
+    /// How long a new key is published before it starts signing.
+    pub key_activation_delay: Duration,
+    /// Longest access token read, in bytes; longer ones are refused unread.
+    pub max_token_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +55,11 @@ impl Default for ServerConfig {
             leeway: Duration::from_secs(10),
             session_idle_timeout: Duration::from_secs(14 * 24 * 60 * 60),
             session_lifetime: Duration::from_secs(90 * 24 * 60 * 60),
+            alg: KeyAlgorithm::EdDSA,
+            hmac_secret_file: None,
+            key_rotation_interval: Some(Duration::from_secs(90 * 24 * 60 * 60)),
+            key_activation_delay: Duration::from_secs(10 * 60),
+            max_token_bytes: tessera_token::DEFAULT_MAX_TOKEN_BYTES,
         }
     }
 }
@@ -68,10 +84,20 @@ pub struct ConfigLayer {
     pub session_idle_timeout: Option<String>,
     /// `session_lifetime`, a human duration
     pub session_lifetime: Option<String>,
+    /// `alg`: EdDSA, ES256, RS256 or HS256
+    pub alg: Option<String>,
+    /// `hmac_secret_file`
+    pub hmac_secret_file: Option<PathBuf>,
+    /// `key_rotation_interval`, a human duration, or `off`
+    pub key_rotation_interval: Option<String>,
+    /// `key_activation_delay`, a human duration
+    pub key_activation_delay: Option<String>,
+    /// `max_token_bytes`
+    pub max_token_bytes: Option<u64>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 8] = [
+pub const ENV_KEYS: [(&str, &str); 13] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
@@ -80,6 +106,11 @@ pub const ENV_KEYS: [(&str, &str); 8] = [
     ("leeway", "TESSERA_LEEWAY"),
     ("session_idle_timeout", "TESSERA_SESSION_IDLE_TIMEOUT"),
     ("session_lifetime", "TESSERA_SESSION_LIFETIME"),
+    ("alg", "TESSERA_ALG"),
+    ("hmac_secret_file", "TESSERA_HMAC_SECRET_FILE"),
+    ("key_rotation_interval", "TESSERA_KEY_ROTATION_INTERVAL"),
+    ("key_activation_delay", "TESSERA_KEY_ACTIVATION_DELAY"),
+    ("max_token_bytes", "TESSERA_MAX_TOKEN_BYTES"),
 ];
 
 /// A configuration value that cannot be used, with the fix in the message.
@@ -128,7 +159,7 @@ impl ConfigLayer {
 
     /// Reads the `TESSERA_*` variables from `lookup` (the process environment in
     /// production, a map in tests).
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| {
             ENV_KEYS
                 .iter()
@@ -136,7 +167,16 @@ impl ConfigLayer {
                 .and_then(|(_, variable)| lookup(variable))
                 .filter(|value| !value.is_empty())
         };
-        Self {
+        let max_token_bytes = get("max_token_bytes")
+            .map(|value| {
+                value.trim().parse::<u64>().map_err(|_| ConfigError::Value {
+                    key: "max_token_bytes",
+                    value,
+                    hint: "give a number of bytes such as 8192".to_owned(),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
             listen: get("listen"),
             data_dir: get("data_dir").map(PathBuf::from),
             access_ttl: get("access_ttl"),
@@ -145,7 +185,12 @@ impl ConfigLayer {
             leeway: get("leeway"),
             session_idle_timeout: get("session_idle_timeout"),
             session_lifetime: get("session_lifetime"),
-        }
+            alg: get("alg"),
+            hmac_secret_file: get("hmac_secret_file").map(PathBuf::from),
+            key_rotation_interval: get("key_rotation_interval"),
+            key_activation_delay: get("key_activation_delay"),
+            max_token_bytes,
+        })
     }
 
     /// Applies this layer on top of `config`.
@@ -173,6 +218,30 @@ impl ConfigLayer {
         }
         if let Some(lifetime) = self.session_lifetime {
             config.session_lifetime = parse_duration("session_lifetime", &lifetime)?;
+        }
+        if let Some(alg) = self.alg {
+            config.alg =
+                KeyAlgorithm::from_jose_name(alg.trim()).ok_or_else(|| ConfigError::Value {
+                    key: "alg",
+                    value: alg.clone(),
+                    hint: "use EdDSA, ES256, RS256 or HS256 (exact spelling)".to_owned(),
+                })?;
+        }
+        if let Some(file) = self.hmac_secret_file {
+            config.hmac_secret_file = Some(file);
+        }
+        if let Some(interval) = self.key_rotation_interval {
+            config.key_rotation_interval = match interval.trim() {
+                "off" | "never" => None,
+                text => Some(parse_duration("key_rotation_interval", text)?)
+                    .filter(|every| !every.is_zero()),
+            };
+        }
+        if let Some(delay) = self.key_activation_delay {
+            config.key_activation_delay = parse_duration("key_activation_delay", &delay)?;
+        }
+        if let Some(bytes) = self.max_token_bytes {
+            config.max_token_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
         Ok(())
     }
@@ -217,6 +286,32 @@ impl ServerConfig {
                 key: "session_lifetime",
                 value: secs(self.session_lifetime),
                 hint: "sessions must outlive access tokens; idle timeout above 0".to_owned(),
+            });
+        }
+        if !(1024..=65536).contains(&self.max_token_bytes) {
+            return Err(ConfigError::Value {
+                key: "max_token_bytes",
+                value: self.max_token_bytes.to_string(),
+                hint: "use 1024 to 65536 bytes".to_owned(),
+            });
+        }
+        if self.alg == KeyAlgorithm::HS256 && self.hmac_secret_file.is_none() {
+            return Err(ConfigError::Value {
+                key: "alg",
+                value: "HS256".to_owned(),
+                hint: "HS256 needs hmac_secret_file: a 0600 file of at least 32 random \
+                       bytes (e.g. `head -c 32 /dev/urandom > secret`)"
+                    .to_owned(),
+            });
+        }
+        if self
+            .key_rotation_interval
+            .is_some_and(|every| every <= self.key_activation_delay)
+        {
+            return Err(ConfigError::Value {
+                key: "key_rotation_interval",
+                value: secs(self.key_rotation_interval.unwrap_or_default()),
+                hint: "rotate less often than key_activation_delay, or say off".to_owned(),
             });
         }
         if self.audience.trim().is_empty() {
@@ -283,7 +378,7 @@ mod tests {
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect();
-        ConfigLayer::from_env(|key| map.get(key).cloned())
+        ConfigLayer::from_env(|key| map.get(key).cloned()).unwrap()
     }
 
     #[test]
@@ -328,6 +423,11 @@ mod tests {
             ("TESSERA_LEEWAY", "31s"),
             ("TESSERA_LISTEN", "localhost"),
             ("TESSERA_ISSUER", "auth.example.com"),
+            ("TESSERA_ALG", "none"),
+            ("TESSERA_ALG", "eddsa"),
+            ("TESSERA_ALG", "HS256"),
+            ("TESSERA_MAX_TOKEN_BYTES", "100"),
+            ("TESSERA_KEY_ROTATION_INTERVAL", "1m"),
         ] {
             let error = ServerConfig::load(None, env(&[(variable, value)]), ConfigLayer::default())
                 .unwrap_err();

@@ -1,69 +1,181 @@
-//! The signing key on disk: `keys/<kid>.pem` (PKCS#8) in the data dir, the folder 0700
-//! and each file 0600. A key file that others can read is refused at start-up, because
-//! whoever read it can mint tokens.
+//! Signing keys on disk: `keys/<kid>.pem` (PKCS#8, 0600) beside `keys/<kid>.json` (its
+//! algorithm and schedule) in a 0700 folder of the data dir. A key file that others can
+//! read is refused, because whoever read it can mint tokens. This module only reads and
+//! writes; [`crate::key_ring`] decides which key signs and which are published.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::{Context as _, bail};
-use tessera_token::SigningKey;
+use serde::{Deserialize, Serialize};
+use tessera_token::{KeyAlgorithm, SigningKey};
 
-/// Loads the newest key in `keys_dir`, creating the folder and a first key if needed.
-pub fn load_or_create(keys_dir: &Path) -> anyhow::Result<SigningKey> {
-    create_private_dir(keys_dir)?;
-    let mut newest: Option<(std::time::SystemTime, SigningKey)> = None;
-    let entries =
-        fs::read_dir(keys_dir).with_context(|| format!("cannot list {}", keys_dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_none_or(|extension| extension != "pem") {
-            continue;
-        }
-        let metadata = fs::metadata(&path)?;
-        if metadata.permissions().mode() & 0o077 != 0 {
-            bail!(
-                "key file {} can be read by other users; run `chmod 600 {}` \
-                 and consider rotating the key",
-                path.display(),
-                path.display()
-            );
-        }
-        let text = fs::read_to_string(&path)
-            .with_context(|| format!("cannot read key file {}", path.display()))?;
-        let key = SigningKey::from_pkcs8_pem(&text)
-            .with_context(|| format!("key file {} is not a valid key", path.display()))?;
-        let modified = metadata.modified()?;
-        if newest.as_ref().is_none_or(|(time, _)| modified > *time) {
-            newest = Some((modified, key));
-        }
-    }
-    match newest {
-        Some((_, key)) => Ok(key),
-        None => create_key(keys_dir),
-    }
+/// A signing key with its schedule.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRecord {
+    pub(crate) key: SigningKey,
+    /// When the key was made, seconds since the epoch.
+    pub(crate) created_at: i64,
+    /// When the key starts signing; it is published from creation on.
+    pub(crate) activates_at: i64,
 }
 
-fn create_key(keys_dir: &Path) -> anyhow::Result<SigningKey> {
-    let key = SigningKey::generate().context("cannot generate a signing key")?;
-    let path = keys_dir.join(format!("{}.pem", key.kid()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create key file {}", path.display()))?;
-    file.write_all(key.to_pkcs8_pem().as_bytes())?;
-    file.sync_all()?;
-    // The new name must be durable too, or a crash could lose the key that signed
+/// The metadata file beside each key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyMeta {
+    alg: KeyAlgorithm,
+    created_at: i64,
+    activates_at: i64,
+}
+
+/// A cheap summary of the folder (names, sizes, times) that changes whenever a key is
+/// added or removed, so a reload can be skipped when nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirStamp(Vec<(PathBuf, u64, Option<SystemTime>)>);
+
+/// Reads the folder's stamp.
+pub(crate) fn stamp(keys_dir: &Path) -> anyhow::Result<DirStamp> {
+    let mut entries = Vec::new();
+    for entry in
+        fs::read_dir(keys_dir).with_context(|| format!("cannot list {}", keys_dir.display()))?
+    {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        entries.push((entry.path(), metadata.len(), metadata.modified().ok()));
+    }
+    entries.sort();
+    Ok(DirStamp(entries))
+}
+
+/// Every key in `keys_dir`, oldest activation first. Creates the folder if needed.
+pub(crate) fn load_all(keys_dir: &Path) -> anyhow::Result<Vec<KeyRecord>> {
+    create_private_dir(keys_dir)?;
+    let mut records = Vec::new();
+    for entry in
+        fs::read_dir(keys_dir).with_context(|| format!("cannot list {}", keys_dir.display()))?
+    {
+        let path = entry?.path();
+        if path.extension().is_some_and(|extension| extension == "pem") {
+            records.push(load_one(&path)?);
+        }
+    }
+    records.sort_by_key(|record| (record.activates_at, record.created_at));
+    Ok(records)
+}
+
+fn load_one(pem_path: &Path) -> anyhow::Result<KeyRecord> {
+    let metadata = fs::metadata(pem_path)?;
+    if metadata.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "key file {} can be read by other users; run `chmod 600 {}` \
+             and rotate the key (`tessera keys rotate`)",
+            pem_path.display(),
+            pem_path.display()
+        );
+    }
+    let text = fs::read_to_string(pem_path)
+        .with_context(|| format!("cannot read key file {}", pem_path.display()))?;
+    let key = SigningKey::from_pkcs8_pem(&text)
+        .with_context(|| format!("key file {} is not a valid key", pem_path.display()))?;
+    let meta_path = pem_path.with_extension("json");
+    let (created_at, activates_at) = match fs::read_to_string(&meta_path) {
+        Ok(text) => {
+            let meta: KeyMeta = serde_json::from_str(&text)
+                .with_context(|| format!("key metadata {} is invalid", meta_path.display()))?;
+            if meta.alg != key.algorithm() {
+                bail!(
+                    "key metadata {} says {} but the key is {}",
+                    meta_path.display(),
+                    meta.alg,
+                    key.algorithm()
+                );
+            }
+            (meta.created_at, meta.activates_at)
+        }
+        // A key without metadata signs from the time its file was written.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let written = unix_seconds(metadata.modified()?);
+            (written, written)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    Ok(KeyRecord {
+        key,
+        created_at,
+        activates_at,
+    })
+}
+
+/// Generates and stores a key that is published at once and signs from `activates_at`.
+pub(crate) fn create(
+    keys_dir: &Path,
+    algorithm: KeyAlgorithm,
+    now: i64,
+    activates_at: i64,
+) -> anyhow::Result<KeyRecord> {
+    create_private_dir(keys_dir)?;
+    let key = SigningKey::generate(algorithm)
+        .with_context(|| format!("cannot generate an {algorithm} key"))?;
+    let pem = key
+        .to_pkcs8_pem()
+        .context("only asymmetric keys are stored in the data dir")?;
+    let meta = serde_json::to_vec_pretty(&KeyMeta {
+        alg: algorithm,
+        created_at: now,
+        activates_at,
+    })?;
+    // The metadata lands first, the key last: a key file is never seen without its
+    // schedule, so a crash in between cannot make a delayed key sign at once.
+    write_private(&keys_dir.join(format!("{}.json", key.kid())), &meta)?;
+    write_private(&keys_dir.join(format!("{}.pem", key.kid())), pem.as_bytes())?;
+    // The new names must be durable too, or a crash could lose a key that signed
     // tokens already handed out.
     fs::File::open(keys_dir)?.sync_all()?;
-    Ok(key)
+    Ok(KeyRecord {
+        key,
+        created_at: now,
+        activates_at,
+    })
+}
+
+/// Deletes a key whose tokens have all expired.
+pub(crate) fn remove(keys_dir: &Path, kid: &str) -> anyhow::Result<()> {
+    for extension in ["pem", "json"] {
+        let path = keys_dir.join(format!("{kid}.{extension}"));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot remove {}", path.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file and a rename, so a reader
+/// sees the whole file or none of it.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("cannot create {}", temporary.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 /// Creates `dir` (and parents) if needed, owner-only.
-pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
@@ -71,24 +183,36 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn unix_seconds(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_first_start_creates_one_private_key_and_later_starts_reuse_it() {
+    fn a_created_key_is_private_and_loads_back_with_its_schedule() {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
 
-        let first = load_or_create(&keys).unwrap();
-        let second = load_or_create(&keys).unwrap();
+        let created = create(&keys, KeyAlgorithm::ES256, 100, 160).unwrap();
+        let loaded = load_all(&keys).unwrap();
 
-        assert_eq!(first.kid(), second.kid());
-        let file = keys.join(format!("{}.pem", first.kid()));
-        assert_eq!(
-            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].key.kid(), created.key.kid());
+        assert_eq!(loaded[0].key.algorithm(), KeyAlgorithm::ES256);
+        assert_eq!((loaded[0].created_at, loaded[0].activates_at), (100, 160));
+        for extension in ["pem", "json"] {
+            let file = keys.join(format!("{}.{extension}", created.key.kid()));
+            assert_eq!(
+                fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
         assert_eq!(
             fs::metadata(&keys).unwrap().permissions().mode() & 0o777,
             0o700
@@ -96,15 +220,28 @@ mod tests {
     }
 
     #[test]
-    fn a_key_file_readable_by_others_stops_start_up() {
+    fn a_key_file_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
-        let key = load_or_create(&keys).unwrap();
-        let file = keys.join(format!("{}.pem", key.kid()));
+        let record = create(&keys, KeyAlgorithm::EdDSA, 1, 1).unwrap();
+        let file = keys.join(format!("{}.pem", record.key.kid()));
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
 
-        let error = load_or_create(&keys).unwrap_err();
+        let error = load_all(&keys).unwrap_err();
 
         assert!(error.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn removing_a_key_deletes_both_files_and_changes_the_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let record = create(&keys, KeyAlgorithm::EdDSA, 1, 1).unwrap();
+        let before = stamp(&keys).unwrap();
+
+        remove(&keys, record.key.kid()).unwrap();
+
+        assert!(load_all(&keys).unwrap().is_empty());
+        assert_ne!(stamp(&keys).unwrap(), before);
     }
 }

@@ -14,6 +14,8 @@ mod clock;
 pub mod config;
 mod current_user;
 mod error;
+pub mod key_admin;
+mod key_ring;
 mod keystore;
 mod passwords;
 mod routes;
@@ -28,11 +30,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tessera_guard::Guard;
-use tessera_token::{KeySet, TokenIssuer, Validator, ValidatorConfig};
+use tessera_token::{KeyAlgorithm, SigningKey, Validator, ValidatorConfig};
 use tokio::net::TcpListener;
 
 pub use config::{ConfigLayer, ServerConfig};
 
+use crate::key_ring::{KeyPolicy, KeyRing};
 use crate::passwords::Passwords;
 use crate::state::AppState;
 use crate::store::SqliteStore;
@@ -40,13 +43,16 @@ use crate::store::SqliteStore;
 /// The database file inside the data dir.
 const DATABASE_FILE: &str = "tessera.db";
 /// The folder of signing keys inside the data dir.
-const KEYS_DIR: &str = "keys";
+pub const KEYS_DIR: &str = "keys";
+/// How often the key folder is checked for rotations and expiries.
+const KEY_REFRESH_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A bound, ready server.
 pub struct Server {
     listener: TcpListener,
     router: axum::Router,
     store: SqliteStore,
+    keys: Arc<KeyRing>,
     base_url: String,
     data_dir: PathBuf,
 }
@@ -60,7 +66,6 @@ impl Server {
             .data_dir
             .canonicalize()
             .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
-        let signing_key = keystore::load_or_create(&data_dir.join(KEYS_DIR))?;
         let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
             .await
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
@@ -71,16 +76,12 @@ impl Server {
         let bound = listener.local_addr()?;
         let issuer_url = config.issuer_for(bound);
 
-        let keys = KeySet::new(vec![signing_key.verifying_key()]);
-        let mut validation = ValidatorConfig::new(&issuer_url, &config.audience);
-        validation.leeway_secs = config.leeway.as_secs();
-        let guard = Guard::new(Validator::new(keys.clone(), validation)?);
+        let keys = Arc::new(open_key_ring(&config, &data_dir, &issuer_url)?);
         let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
         let state = AppState {
             store: Arc::new(store.clone()),
-            issuer: Arc::new(TokenIssuer::new(signing_key, &issuer_url, &config.audience)),
-            guard,
-            jwks: Arc::new(keys.to_jwks()),
+            guard: keys.guard(),
+            keys: Arc::clone(&keys),
             passwords: Passwords::new(hashing_threads),
             config: Arc::new(config),
             issuer_url: Arc::from(issuer_url.as_str()),
@@ -89,6 +90,7 @@ impl Server {
             listener,
             router: routes::router(state),
             store,
+            keys,
             base_url: base_url(bound),
             data_dir,
         })
@@ -115,14 +117,68 @@ impl Server {
             self.base_url,
             self.data_dir.display()
         );
-        axum::serve(self.listener, self.router)
+        let key_refresh = tokio::spawn(key_ring::keep_fresh(self.keys, KEY_REFRESH_PERIOD));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
-            .context("server failed")?;
+            .await;
+        key_refresh.abort();
+        served.context("server failed")?;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+fn open_key_ring(
+    config: &ServerConfig,
+    data_dir: &std::path::Path,
+    issuer_url: &str,
+) -> anyhow::Result<KeyRing> {
+    let hmac = match (&config.hmac_secret_file, config.alg) {
+        (Some(file), KeyAlgorithm::HS256) => Some(read_hmac_secret(file)?),
+        _ => None,
+    };
+    let policy = KeyPolicy {
+        algorithm: config.alg,
+        hmac,
+        retain_secs: key_admin::retain_secs(config),
+        rotate_every: config.key_rotation_interval,
+        activation_delay: config.key_activation_delay,
+    };
+    let mut validation = ValidatorConfig::new(issuer_url, &config.audience);
+    validation.leeway_secs = config.leeway.as_secs();
+    validation.max_token_bytes = config.max_token_bytes;
+    KeyRing::open(
+        &data_dir.join(KEYS_DIR),
+        policy,
+        issuer_url,
+        &config.audience,
+        |trusted| Ok(Guard::new(Validator::new(trusted, validation)?)),
+        clock::now(),
+    )
+}
+
+/// The HS256 secret: the file's bytes as they are, owner-only, at least 32 of them.
+fn read_hmac_secret(file: &std::path::Path) -> anyhow::Result<SigningKey> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let metadata = std::fs::metadata(file)
+        .with_context(|| format!("cannot read hmac_secret_file {}", file.display()))?;
+    if metadata.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "hmac_secret_file {} can be read by other users; run `chmod 600 {}`",
+            file.display(),
+            file.display()
+        );
+    }
+    let secret = zeroize::Zeroizing::new(std::fs::read(file)?);
+    SigningKey::hmac(&secret).map_err(|_| {
+        anyhow::anyhow!(
+            "hmac_secret_file {} holds {} bytes; HS256 needs at least {}",
+            file.display(),
+            secret.len(),
+            tessera_token::MIN_HMAC_SECRET_BYTES
+        )
+    })
 }
 
 fn base_url(bound: SocketAddr) -> String {

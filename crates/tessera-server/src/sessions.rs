@@ -210,7 +210,8 @@ fn token_response(
 ) -> Result<TokenResponse, ApiError> {
     let ttl = state.config.access_ttl.as_secs();
     let issued = state
-        .issuer
+        .keys
+        .issuer()
         .issue(
             &user.0,
             &session.0,

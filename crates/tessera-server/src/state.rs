@@ -3,25 +3,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
-use tessera_guard::Guard;
-use tessera_token::{JwkSet, TokenIssuer};
-
 use crate::config::ServerConfig;
+use crate::key_ring::KeyRing;
 use crate::passwords::Passwords;
 use crate::store::Store;
+use axum::extract::FromRef;
+use tessera_guard::Guard;
 
 /// Shared state of the service; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// Everything persistent.
     pub store: Arc<dyn Store>,
-    /// Signs access tokens.
-    pub issuer: Arc<TokenIssuer>,
-    /// Validates access tokens.
+    /// The signing key and the published keys.
+    pub(crate) keys: Arc<KeyRing>,
+    /// Validates access tokens against the published keys.
     pub guard: Guard,
-    /// The public keys, as served at the JWKS endpoint.
-    pub jwks: Arc<JwkSet>,
     /// Argon2id on a bounded pool.
     pub passwords: Passwords,
     /// The effective configuration.

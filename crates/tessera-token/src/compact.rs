@@ -12,6 +12,10 @@ use crate::TokenError;
 /// Tokens longer than this are refused unread. Tessera's own are under 600 bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
+/// Deepest JSON nesting accepted in header or claims. Tessera's deepest is two (the
+/// claims object holding an `aud` array); anything deeper is refused before parsing.
+pub const MAX_JSON_DEPTH: usize = 4;
+
 /// The only JOSE header members Tessera understands. `deny_unknown_fields` turns every
 /// other member, `crit` included, into a refusal, and serde refuses duplicates.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -57,8 +61,10 @@ pub fn read_compact(token: &str, max_bytes: usize) -> Result<CompactJws<'_>, Tok
 
     let header_json = decode_segment(header)?;
     let claims_json = decode_segment(claims)?;
-    if !is_json_object(&header_json) || !is_json_object(&claims_json) {
-        return Err(TokenError::Malformed);
+    for json in [&header_json, &claims_json] {
+        if !is_json_object(json) || nesting_depth(json) > MAX_JSON_DEPTH {
+            return Err(TokenError::Malformed);
+        }
     }
     let header = serde_json::from_slice::<JoseHeader>(&header_json)
         .map_err(|_| TokenError::ForbiddenHeader)?;
@@ -86,6 +92,33 @@ fn is_json_object(json: &[u8]) -> bool {
     json.iter()
         .find(|byte| !byte.is_ascii_whitespace())
         .is_some_and(|byte| *byte == b'{')
+}
+
+/// The deepest nesting of arrays and objects, brackets inside strings not counted.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 #[cfg(test)]
@@ -174,6 +207,19 @@ mod tests {
                 TokenError::Malformed
             );
         }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_refused_before_parsing() {
+        let deep = format!(r#"{{"aud":{}1{}}}"#, "[".repeat(50), "]".repeat(50));
+        let shallow_text = r#"{"sub":"[[[[[[","aud":["a"]}"#;
+
+        assert_eq!(
+            read_compact(&token(HEADER, &deep), DEFAULT_MAX_TOKEN_BYTES).unwrap_err(),
+            TokenError::Malformed
+        );
+        assert!(read_compact(&token(HEADER, shallow_text), DEFAULT_MAX_TOKEN_BYTES).is_ok());
+        assert_eq!(nesting_depth(br#"{"a":"\"[[[["}"#), 1);
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //!
 //! ```
 //! use tessera_token::{
-//!     AccessClaims, KeySet, SigningKey, TokenIssuer, Validator, ValidatorConfig,
+//!     AccessClaims, KeyAlgorithm, KeySet, SigningKey, TokenIssuer, Validator,
+//!     ValidatorConfig,
 //! };
 //!
-//! let key = SigningKey::generate()?;
+//! let key = SigningKey::generate(KeyAlgorithm::EdDSA)?;
 //! let issuer = TokenIssuer::new(key.clone(), "https://auth.example", "tessera");
 //! let now = 1_800_000_000;
 //! let minted = issuer.issue("user-1", "session-1", now, 900)?;
@@ -31,9 +32,11 @@ mod secret;
 mod validate;
 
 pub use claims::{AccessClaims, Audience, IssuedToken, TokenIssuer};
-pub use compact::{CompactJws, DEFAULT_MAX_TOKEN_BYTES, JoseHeader, read_compact};
+pub use compact::{CompactJws, DEFAULT_MAX_TOKEN_BYTES, JoseHeader, MAX_JSON_DEPTH, read_compact};
 pub use error::{KeyError, TokenError};
-pub use keys::{Jwk, JwkSet, KeyAlgorithm, KeySet, SigningKey, VerifyingKey};
+pub use keys::{
+    Jwk, JwkSet, KeyAlgorithm, KeySet, MIN_HMAC_SECRET_BYTES, SigningKey, VerifyingKey,
+};
 pub use secret::Secret;
 pub use validate::{MAX_LEEWAY_SECS, Validator, ValidatorConfig};
 

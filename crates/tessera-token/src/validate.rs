@@ -63,6 +63,14 @@ impl Validator {
         Ok(Self { keys, config })
     }
 
+    /// The same checks against another key set (after a key rotation).
+    pub fn with_keys(&self, keys: KeySet) -> Self {
+        Self {
+            keys,
+            config: self.config.clone(),
+        }
+    }
+
     /// Validates `token` at time `now` (seconds since the epoch) and returns its claims.
     pub fn validate(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let jws = read_compact(token, self.config.max_token_bytes)?;

@@ -4,11 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use aws_lc_rs::hmac;
-use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tessera_token::{KeySet, SigningKey, TokenError, TokenIssuer, Validator, ValidatorConfig};
+use tessera_token::{
+    KeyAlgorithm, KeySet, SigningKey, TokenError, TokenIssuer, Validator, ValidatorConfig,
+};
 
 const ISS: &str = "https://auth.example";
 const AUD: &str = "tessera";
@@ -17,30 +18,37 @@ const LEEWAY: i64 = 10;
 
 struct Harness {
     key: SigningKey,
-    pair: Ed25519KeyPair,
     validator: Validator,
 }
 
 impl Harness {
     fn new() -> Self {
-        let key = SigningKey::generate().unwrap();
-        let pem = key.to_pkcs8_pem();
-        let der = pem::parse(pem.as_str()).unwrap().into_contents();
-        let pair = Ed25519KeyPair::from_pkcs8(&der).unwrap();
+        Self::with(KeyAlgorithm::EdDSA)
+    }
+
+    fn with(algorithm: KeyAlgorithm) -> Self {
+        let key = match algorithm {
+            KeyAlgorithm::HS256 => SigningKey::hmac(&random_secret()).unwrap(),
+            asymmetric => SigningKey::generate(asymmetric).unwrap(),
+        };
         let validator = Validator::new(
             KeySet::new(vec![key.verifying_key()]),
             ValidatorConfig::new(ISS, AUD),
         )
         .unwrap();
-        Self {
-            key,
-            pair,
-            validator,
-        }
+        Self { key, validator }
+    }
+
+    fn all() -> Vec<Self> {
+        KeyAlgorithm::ALL.into_iter().map(Self::with).collect()
     }
 
     fn header(&self) -> Value {
-        json!({"alg": "EdDSA", "typ": "at+jwt", "kid": self.key.kid()})
+        json!({
+            "alg": self.key.algorithm().jose_name(),
+            "typ": "at+jwt",
+            "kid": self.key.kid(),
+        })
     }
 
     fn claims(&self) -> Value {
@@ -53,8 +61,11 @@ impl Harness {
     /// Signs any header and claims with the server's real key.
     fn sign(&self, header: &Value, claims: &Value) -> String {
         let input = format!("{}.{}", b64(header), b64(claims));
-        let signature = self.pair.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+        self.sign_input(&input)
+    }
+
+    fn sign_input(&self, input: &str) -> String {
+        format!("{input}.{}", self.key.sign_jws_input(input).unwrap())
     }
 
     fn with_claim(&self, name: &str, value: Option<Value>) -> String {
@@ -73,6 +84,12 @@ impl Harness {
     }
 }
 
+fn random_secret() -> Vec<u8> {
+    let mut secret = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).unwrap();
+    secret
+}
+
 fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
 }
@@ -84,20 +101,48 @@ fn forged_claims(harness: &Harness) -> Value {
 }
 
 #[test]
-fn a_token_issued_by_tessera_is_accepted() {
-    let harness = Harness::new();
-    let issuer = TokenIssuer::new(harness.key.clone(), ISS, AUD);
-    let issued = issuer.issue("user-a", "s1", NOW, 900).unwrap();
+fn a_token_issued_by_tessera_is_accepted_for_every_algorithm() {
+    for harness in Harness::all() {
+        let issuer = TokenIssuer::new(harness.key.clone(), ISS, AUD);
+        let issued = issuer.issue("user-a", "s1", NOW, 900).unwrap();
 
-    let claims = harness.validator.validate(&issued.token, NOW + 60).unwrap();
+        let claims = harness.validator.validate(&issued.token, NOW + 60).unwrap();
 
-    assert_eq!(claims.sub, "user-a");
-    assert_eq!(claims.sid, "s1");
-    assert!(
-        issued.token.len() < 600,
-        "token is {} bytes",
-        issued.token.len()
-    );
+        assert_eq!(claims.sub, "user-a");
+        assert_eq!(claims.sid, "s1");
+        let limit = if harness.key.algorithm() == KeyAlgorithm::RS256 {
+            700
+        } else {
+            600
+        };
+        assert!(
+            issued.token.len() < limit,
+            "token is {} bytes",
+            issued.token.len()
+        );
+    }
+}
+
+#[test]
+fn a_token_naming_any_other_algorithm_is_refused_for_every_key() {
+    for harness in Harness::all() {
+        for other in KeyAlgorithm::ALL {
+            if other == harness.key.algorithm() {
+                continue;
+            }
+            let mut header = harness.header();
+            header["alg"] = json!(other.jose_name());
+            // Signed with the real key: only the algorithm name is wrong.
+            let token = harness.sign(&header, &harness.claims());
+
+            assert_eq!(
+                harness.check(&token),
+                Err(TokenError::AlgorithmMismatch),
+                "{} key, {other} token",
+                harness.key.algorithm()
+            );
+        }
+    }
 }
 
 #[test]
@@ -147,24 +192,26 @@ fn stripped_or_truncated_signatures_are_refused() {
 
 #[test]
 fn a_changed_payload_under_a_real_signature_is_refused() {
-    let harness = Harness::new();
-    let real = harness.sign(&harness.header(), &harness.claims());
-    let parts: Vec<&str> = real.split('.').collect();
-    let forged = format!(
-        "{}.{}.{}",
-        parts[0],
-        b64(&forged_claims(&harness)),
-        parts[2]
-    );
+    for harness in Harness::all() {
+        let real = harness.sign(&harness.header(), &harness.claims());
+        let parts: Vec<&str> = real.split('.').collect();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            b64(&forged_claims(&harness)),
+            parts[2]
+        );
 
-    assert_eq!(harness.check(&forged), Err(TokenError::BadSignature));
+        assert_eq!(harness.check(&forged), Err(TokenError::BadSignature));
+    }
 }
 
 #[test]
 fn hmac_tokens_keyed_with_public_key_material_are_refused() {
     let harness = Harness::new();
-    let jwk = harness.key.verifying_key().to_jwk();
-    let raw_public = URL_SAFE_NO_PAD.decode(&jwk.x).unwrap();
+    let jwk = harness.key.verifying_key().to_jwk().unwrap();
+    let x = jwk.x.clone().unwrap();
+    let raw_public = URL_SAFE_NO_PAD.decode(&x).unwrap();
     let jwk_text = serde_json::to_string(&jwk).unwrap();
     let jwks_text = json!({"keys": [jwk]}).to_string();
     let header = json!({"alg": "HS256", "typ": "at+jwt", "kid": harness.key.kid()});
@@ -174,8 +221,8 @@ fn hmac_tokens_keyed_with_public_key_material_are_refused() {
         raw_public.clone(),
         jwk_text.into_bytes(),
         jwks_text.into_bytes(),
-        jwk.x.clone().into_bytes(),
-        format!("ssh-ed25519 {}", jwk.x).into_bytes(),
+        x.clone().into_bytes(),
+        format!("ssh-ed25519 {x}").into_bytes(),
     ] {
         let key = hmac::Key::new(hmac::HMAC_SHA256, &secret);
         let tag = hmac::sign(&key, input.as_bytes());
@@ -207,7 +254,7 @@ fn degenerate_signatures_are_refused() {
 fn keys_named_or_carried_by_the_token_are_never_used() {
     let harness = Harness::new();
     let attacker = Harness::new();
-    let attacker_x = attacker.key.verifying_key().to_jwk().x;
+    let attacker_x = attacker.key.verifying_key().to_jwk().unwrap().x;
     let embedded = json!({"kty": "OKP", "crv": "Ed25519", "x": attacker_x});
     let mut headers = Vec::new();
     for (member, value) in [
@@ -369,8 +416,7 @@ fn unknown_and_duplicated_claims_are_refused() {
     );
     assert!(duplicated.contains("admin"));
     let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(&duplicated));
-    let signature = harness.pair.sign(input.as_bytes());
-    let duplicated = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+    let duplicated = harness.sign_input(&input);
 
     assert_eq!(harness.check(&unknown), Err(TokenError::InvalidClaims));
     assert_eq!(harness.check(&duplicated), Err(TokenError::InvalidClaims));

@@ -2,6 +2,7 @@
 //! command-line client. This file only parses arguments and hands over.
 
 mod cli;
+mod keys_command;
 mod server_command;
 
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ struct Tessera {
 enum Command {
     /// Run the Tessera server.
     Server(server_command::ServerArgs),
+    /// List or rotate the server's signing keys (works on the data dir).
+    #[command(subcommand)]
+    Keys(keys_command::KeysCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -29,6 +33,7 @@ async fn main() -> ExitCode {
     let args = Tessera::parse();
     let outcome = match args.command {
         Command::Server(server_args) => server_command::run(server_args).await,
+        Command::Keys(command) => keys_command::run(command),
         Command::Client(command) => cli::run(command).await,
     };
     match outcome {

@@ -1,5 +1,6 @@
 //! `tessera server`: reads the configuration layers, sets up logging, and runs the
-//! service until SIGINT or SIGTERM.
+//! service until SIGINT or SIGTERM. Also home of the configuration flags, which
+//! `tessera keys` shares.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -10,10 +11,18 @@ use clap::Args;
 use tessera_server::{ConfigLayer, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
-/// Flags of `tessera server`. Each overrides its `TESSERA_*` variable, which overrides
-/// the config file, which overrides the default.
+/// Flags of `tessera server`.
 #[derive(Debug, Args)]
 pub(crate) struct ServerArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// The configuration flags shared by `tessera server` and `tessera keys`. Each overrides
+/// its `TESSERA_*` variable, which overrides the config file, which overrides the
+/// default.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArgs {
     /// TOML config file [env: TESSERA_CONFIG]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -44,9 +53,36 @@ pub(crate) struct ServerArgs {
     /// [default: 90days]
     #[arg(long, value_name = "DURATION")]
     session_lifetime: Option<String>,
+    /// Signing algorithm: EdDSA, ES256, RS256 or HS256 [env: TESSERA_ALG]
+    /// [default: EdDSA]
+    #[arg(long, value_name = "ALG")]
+    alg: Option<String>,
+    /// File with the HS256 secret, at least 32 bytes, mode 0600
+    /// [env: TESSERA_HMAC_SECRET_FILE]
+    #[arg(long, value_name = "FILE")]
+    hmac_secret_file: Option<PathBuf>,
+    /// Make a new signing key when the newest is this old, or `off`
+    /// [env: TESSERA_KEY_ROTATION_INTERVAL] [default: 90days]
+    #[arg(long, value_name = "DURATION")]
+    key_rotation_interval: Option<String>,
+    /// How long a new key is published before it signs
+    /// [env: TESSERA_KEY_ACTIVATION_DELAY] [default: 10m]
+    #[arg(long, value_name = "DURATION")]
+    key_activation_delay: Option<String>,
+    /// Longest access token read, in bytes [env: TESSERA_MAX_TOKEN_BYTES]
+    /// [default: 8192]
+    #[arg(long, value_name = "BYTES")]
+    max_token_bytes: Option<u64>,
 }
 
-impl ServerArgs {
+impl ConfigArgs {
+    /// The effective configuration: defaults, file, environment, these flags.
+    pub(crate) fn load(self) -> anyhow::Result<ServerConfig> {
+        let (file, flags) = self.into_layers();
+        let env = ConfigLayer::from_env(|key| std::env::var(key).ok())?;
+        Ok(ServerConfig::load(file.as_deref(), env, flags)?)
+    }
+
     fn into_layers(self) -> (Option<PathBuf>, ConfigLayer) {
         let file = self
             .config
@@ -60,6 +96,11 @@ impl ServerArgs {
             leeway: self.leeway,
             session_idle_timeout: self.session_idle_timeout,
             session_lifetime: self.session_lifetime,
+            alg: self.alg,
+            hmac_secret_file: self.hmac_secret_file,
+            key_rotation_interval: self.key_rotation_interval,
+            key_activation_delay: self.key_activation_delay,
+            max_token_bytes: self.max_token_bytes,
         };
         (file, flags)
     }
@@ -67,9 +108,7 @@ impl ServerArgs {
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     init_logging();
-    let (file, flags) = args.into_layers();
-    let env = ConfigLayer::from_env(|key| std::env::var(key).ok());
-    let config = ServerConfig::load(file.as_deref(), env, flags)?;
+    let config = args.config.load()?;
     let server = Server::bind(config)
         .await
         .context("Tessera could not start")?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 pub(super) async fn jwks(State(state): State<AppState>) -> Response {
-    let mut response = Json(state.jwks.as_ref().clone()).into_response();
+    let mut response = Json(state.keys.jwks().as_ref().clone()).into_response();
     // Short enough that a new key reaches caches well before it signs anything.
     response.headers_mut().insert(
         CACHE_CONTROL,
@@ -31,7 +31,7 @@ pub(super) async fn discovery(State(state): State<AppState>) -> Json<Value> {
         "response_types_supported": ["token"],
         "token_endpoint_auth_methods_supported": ["none"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [state.issuer.key().algorithm().jose_name()],
+        "id_token_signing_alg_values_supported": [state.config.alg.jose_name()],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid"],
     }))
 }

@@ -1,0 +1,119 @@
+//! Key administration for `tessera keys`: list the keys of a data dir with their state,
+//! and rotate. Works on the folder directly; a running server picks the change up within
+//! seconds.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use tessera_token::KeyAlgorithm;
+
+use crate::config::ServerConfig;
+use crate::key_ring::plan;
+use crate::keystore;
+
+/// Where a key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, signing from its activation time.
+    Upcoming,
+    /// Signing new tokens.
+    Signing,
+    /// Replaced; published until `until` so that its tokens still validate.
+    Retiring {
+        /// Seconds since the epoch after which the key is removed.
+        until: i64,
+    },
+    /// Every token it signed has expired; removed at the server's next check.
+    Expired,
+}
+
+/// One key of the data dir.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: KeyAlgorithm,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// When it signs (or signed) from.
+    pub activates_at: i64,
+    /// Its state at the time asked.
+    pub state: KeyState,
+}
+
+/// The keys of `config`'s data dir and their state at `now`.
+pub fn list(config: &ServerConfig, now: i64) -> anyhow::Result<Vec<KeyStatus>> {
+    let dir = config.data_dir.join(crate::KEYS_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let records = keystore::load_all(&dir)?;
+    let retain = retain_secs(config);
+    let keys_plan = plan(&records, now, retain);
+    let statuses = records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let state = if keys_plan.signer == Some(index) {
+                KeyState::Signing
+            } else if record.activates_at > now {
+                KeyState::Upcoming
+            } else if keys_plan.expired.contains(&index) {
+                KeyState::Expired
+            } else {
+                let stopped = records
+                    .get(index + 1)
+                    .map_or(record.activates_at, |next| next.activates_at);
+                KeyState::Retiring {
+                    until: stopped.saturating_add(retain),
+                }
+            };
+            KeyStatus {
+                kid: record.key.kid().to_owned(),
+                alg: record.key.algorithm(),
+                created_at: record.created_at,
+                activates_at: record.activates_at,
+                state,
+            }
+        })
+        .collect();
+    Ok(statuses)
+}
+
+/// Adds a key of the configured algorithm, published at once and signing after
+/// `delay` (the configured activation delay when `None`).
+pub fn rotate(
+    config: &ServerConfig,
+    delay: Option<Duration>,
+    now: i64,
+) -> anyhow::Result<KeyStatus> {
+    if !config.alg.is_asymmetric() {
+        bail!(
+            "the server signs with HS256: rotate by changing the secret in \
+             hmac_secret_file and restarting"
+        );
+    }
+    let delay = delay.unwrap_or(config.key_activation_delay);
+    let activates_at = now.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(0));
+    let dir = config.data_dir.join(crate::KEYS_DIR);
+    let record = keystore::create(&dir, config.alg, now, activates_at)?;
+    Ok(KeyStatus {
+        kid: record.key.kid().to_owned(),
+        alg: record.key.algorithm(),
+        created_at: now,
+        activates_at,
+        state: if delay.is_zero() {
+            KeyState::Signing
+        } else {
+            KeyState::Upcoming
+        },
+    })
+}
+
+/// How long a replaced key stays published: its last token's lifetime plus leeway.
+pub(crate) fn retain_secs(config: &ServerConfig) -> i64 {
+    let ttl = i64::try_from(config.access_ttl.as_secs()).unwrap_or(i64::MAX);
+    let leeway = i64::try_from(config.leeway.as_secs()).unwrap_or(0);
+    ttl.saturating_add(leeway)
+}

@@ -1,0 +1,311 @@
+//! Which key signs and which keys are trusted, over time. A rotation adds a key that is
+//! published (in the JWKS and to the guard) at once but signs only after a delay, so that
+//! caches of remote verifiers learn it first; the key it replaces stays published until
+//! every token it signed has expired, then its files are removed. A background task
+//! re-reads the key folder, so `tessera keys rotate` takes effect without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tessera_guard::Guard;
+use tessera_token::{JwkSet, KeyAlgorithm, KeySet, SigningKey, TokenIssuer};
+
+use crate::keystore::{self, DirStamp, KeyRecord};
+
+/// How the keys of one server are chosen and kept.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyPolicy {
+    /// The algorithm new keys use.
+    pub(crate) algorithm: KeyAlgorithm,
+    /// The HS256 key, when the server signs with a shared secret.
+    pub(crate) hmac: Option<SigningKey>,
+    /// How long after it stops signing a key stays trusted: the longest access-token
+    /// lifetime plus the leeway.
+    pub(crate) retain_secs: i64,
+    /// Start a scheduled rotation when the newest key is this old.
+    pub(crate) rotate_every: Option<Duration>,
+    /// How long a new key is published before it signs.
+    pub(crate) activation_delay: Duration,
+}
+
+/// What the keys mean at one moment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct KeyPlan {
+    /// Index of the signing key, if any key has activated.
+    pub(crate) signer: Option<usize>,
+    /// Keys to trust and publish.
+    pub(crate) published: Vec<usize>,
+    /// Keys whose every token has expired.
+    pub(crate) expired: Vec<usize>,
+}
+
+/// Splits `records` (sorted by activation) into signer, published and expired at `now`.
+pub(crate) fn plan(records: &[KeyRecord], now: i64, retain_secs: i64) -> KeyPlan {
+    let signer = records
+        .iter()
+        .rposition(|record| record.activates_at <= now);
+    let mut published = Vec::new();
+    let mut expired = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let keep = match signer {
+            Some(signer) if index < signer => {
+                // It stopped signing when the next key activated.
+                let stopped_at = records
+                    .get(index + 1)
+                    .map_or(record.activates_at, |next| next.activates_at);
+                stopped_at.saturating_add(retain_secs) > now
+            }
+            _ => true,
+        };
+        if keep {
+            published.push(index);
+        } else {
+            expired.push(index);
+        }
+    }
+    KeyPlan {
+        signer,
+        published,
+        expired,
+    }
+}
+
+/// The signing and trusted keys in force now.
+struct Active {
+    issuer: Arc<TokenIssuer>,
+    jwks: Arc<JwkSet>,
+}
+
+/// A server's keys: the signer, the published set, and the guard kept in step.
+pub(crate) struct KeyRing {
+    dir: PathBuf,
+    policy: KeyPolicy,
+    issuer_url: String,
+    audience: String,
+    guard: Guard,
+    active: ArcSwap<Active>,
+    loaded: std::sync::Mutex<(DirStamp, Vec<KeyRecord>)>,
+}
+
+impl KeyRing {
+    /// Loads the key folder, creating a first key (or one of a newly configured
+    /// algorithm, signing at once) when nothing could sign.
+    pub(crate) fn open(
+        dir: &Path,
+        policy: KeyPolicy,
+        issuer_url: &str,
+        audience: &str,
+        guard_for: impl FnOnce(KeySet) -> anyhow::Result<Guard>,
+        now: i64,
+    ) -> anyhow::Result<Self> {
+        let mut records = keystore::load_all(dir)?;
+        let plan_now = plan(&records, now, policy.retain_secs);
+        let signer_algorithm = plan_now
+            .signer
+            .and_then(|index| records.get(index))
+            .map(|record| record.key.algorithm());
+        if policy.algorithm.is_asymmetric() && signer_algorithm != Some(policy.algorithm) {
+            if signer_algorithm.is_some() {
+                tracing::warn!(
+                    algorithm = %policy.algorithm,
+                    "the configured algorithm differs from the signing key's; a new key \
+                     signs at once, and remote verifiers that cached the key set may \
+                     refuse its tokens until they refetch it"
+                );
+            }
+            keystore::create(dir, policy.algorithm, now, now)?;
+            records = keystore::load_all(dir)?;
+        }
+        let (active, trusted) = Self::assemble(&records, &policy, issuer_url, audience, now)?;
+        let guard = guard_for(trusted)?;
+        let stamp = keystore::stamp(dir)?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            policy,
+            issuer_url: issuer_url.to_owned(),
+            audience: audience.to_owned(),
+            guard,
+            active: ArcSwap::from_pointee(active),
+            loaded: std::sync::Mutex::new((stamp, records)),
+        })
+    }
+
+    /// The guard that trusts exactly the published keys.
+    pub(crate) fn guard(&self) -> Guard {
+        self.guard.clone()
+    }
+
+    /// The issuer signing with the current key.
+    pub(crate) fn issuer(&self) -> Arc<TokenIssuer> {
+        Arc::clone(&self.active.load().issuer)
+    }
+
+    /// The JWKS document of the published keys.
+    pub(crate) fn jwks(&self) -> Arc<JwkSet> {
+        Arc::clone(&self.active.load().jwks)
+    }
+
+    /// Re-reads the folder if it changed, starts a scheduled rotation when one is
+    /// due, removes expired keys, and swaps in the keys in force at `now`.
+    pub(crate) fn refresh(&self, now: i64) -> anyhow::Result<()> {
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| anyhow::anyhow!("key ring lock poisoned"))?;
+        let stamp = keystore::stamp(&self.dir)?;
+        if stamp != loaded.0 {
+            *loaded = (stamp, keystore::load_all(&self.dir)?);
+        }
+        if self.rotation_due(&loaded.1, now) {
+            let delay = i64::try_from(self.policy.activation_delay.as_secs()).unwrap_or(0);
+            let record = keystore::create(
+                &self.dir,
+                self.policy.algorithm,
+                now,
+                now.saturating_add(delay),
+            )?;
+            tracing::info!(kid = record.key.kid(), "scheduled key rotation");
+            *loaded = (keystore::stamp(&self.dir)?, keystore::load_all(&self.dir)?);
+        }
+        let plan_now = plan(&loaded.1, now, self.policy.retain_secs);
+        if !plan_now.expired.is_empty() {
+            for index in &plan_now.expired {
+                if let Some(record) = loaded.1.get(*index) {
+                    keystore::remove(&self.dir, record.key.kid())?;
+                    tracing::info!(kid = record.key.kid(), "expired key removed");
+                }
+            }
+            *loaded = (keystore::stamp(&self.dir)?, keystore::load_all(&self.dir)?);
+        }
+        let (active, trusted) = Self::assemble(
+            &loaded.1,
+            &self.policy,
+            &self.issuer_url,
+            &self.audience,
+            now,
+        )?;
+        let changed =
+            active.issuer.key().kid() != self.issuer().key().kid() || *active.jwks != *self.jwks();
+        if changed {
+            tracing::info!(signing_kid = active.issuer.key().kid(), "keys updated");
+            self.guard.replace_keys(trusted);
+            self.active.store(Arc::new(active));
+        }
+        Ok(())
+    }
+
+    fn rotation_due(&self, records: &[KeyRecord], now: i64) -> bool {
+        let Some(every) = self.policy.rotate_every else {
+            return false;
+        };
+        if !self.policy.algorithm.is_asymmetric() {
+            return false;
+        }
+        let every = i64::try_from(every.as_secs()).unwrap_or(i64::MAX);
+        records
+            .iter()
+            .map(|record| record.created_at)
+            .max()
+            .is_some_and(|newest| newest.saturating_add(every) <= now)
+    }
+
+    fn assemble(
+        records: &[KeyRecord],
+        policy: &KeyPolicy,
+        issuer_url: &str,
+        audience: &str,
+        now: i64,
+    ) -> anyhow::Result<(Active, KeySet)> {
+        let plan_now = plan(records, now, policy.retain_secs);
+        let mut trusted: Vec<_> = plan_now
+            .published
+            .iter()
+            .filter_map(|index| records.get(*index))
+            .map(|record| record.key.verifying_key())
+            .collect();
+        let signing_key = match &policy.hmac {
+            Some(hmac) => {
+                trusted.push(hmac.verifying_key());
+                hmac.clone()
+            }
+            None => plan_now
+                .signer
+                .and_then(|index| records.get(index))
+                .map(|record| record.key.clone())
+                .context("no key can sign: every key in the key folder is scheduled for later")?,
+        };
+        let keys = KeySet::new(trusted);
+        let active = Active {
+            issuer: Arc::new(TokenIssuer::new(signing_key, issuer_url, audience)),
+            jwks: Arc::new(keys.to_jwks()),
+        };
+        Ok((active, keys))
+    }
+}
+
+/// Runs [`KeyRing::refresh`] every `period` until the process ends. A failure is logged
+/// and retried: the keys in force stay as they were.
+pub(crate) async fn keep_fresh(ring: Arc<KeyRing>, period: Duration) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        let ring = Arc::clone(&ring);
+        let outcome = tokio::task::spawn_blocking(move || ring.refresh(crate::clock::now())).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "key refresh failed"),
+            Err(error) => tracing::error!(%error, "key refresh task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(activates_at: i64) -> KeyRecord {
+        KeyRecord {
+            key: SigningKey::generate(KeyAlgorithm::EdDSA).unwrap(),
+            created_at: activates_at,
+            activates_at,
+        }
+    }
+
+    #[test]
+    fn the_newest_active_key_signs_and_an_upcoming_key_is_published_already() {
+        let records = vec![record(100), record(200)];
+
+        let at_150 = plan(&records, 150, 50);
+
+        assert_eq!(at_150.signer, Some(0));
+        assert_eq!(at_150.published, vec![0, 1]);
+        assert!(at_150.expired.is_empty());
+    }
+
+    #[test]
+    fn a_replaced_key_stays_published_until_its_tokens_expire() {
+        let records = vec![record(100), record(200)];
+
+        let just_after = plan(&records, 249, 50);
+        let long_after = plan(&records, 250, 50);
+
+        assert_eq!(just_after.signer, Some(1));
+        assert_eq!(just_after.published, vec![0, 1]);
+        assert_eq!(long_after.published, vec![1]);
+        assert_eq!(long_after.expired, vec![0]);
+    }
+
+    #[test]
+    fn with_no_active_key_nothing_signs_and_nothing_expires() {
+        let records = vec![record(500)];
+
+        let early = plan(&records, 100, 50);
+
+        assert_eq!(early.signer, None);
+        assert_eq!(early.published, vec![0]);
+    }
+}
