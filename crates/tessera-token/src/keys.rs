@@ -324,6 +324,52 @@ impl VerifyingKey {
         }
     }
 
+    /// A public key from a JWK (RFC 7517), for keys published by another party. Its
+    /// `alg` must name the algorithm of its key type; `kid` is kept as given.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
+        fn member(value: &Option<String>) -> Result<&str, KeyError> {
+            value
+                .as_deref()
+                .ok_or(KeyError::InvalidKey("JWK with all members of its kty"))
+        }
+        let algorithm = KeyAlgorithm::from_jose_name(&jwk.alg)
+            .ok_or(KeyError::InvalidKey("JWK with a supported alg"))?;
+        let mut key = match (jwk.kty.as_str(), algorithm, jwk.crv.as_deref()) {
+            ("OKP", KeyAlgorithm::EdDSA, Some("Ed25519")) => Self::okp(member(&jwk.x)?)?,
+            ("EC", KeyAlgorithm::ES256, Some("P-256")) => {
+                Self::ec(member(&jwk.x)?, member(&jwk.y)?)?
+            }
+            ("RSA", KeyAlgorithm::RS256, _) => {
+                let n = member(&jwk.n)?;
+                let modulus = URL_SAFE_NO_PAD
+                    .decode(n)
+                    .map_err(|_| KeyError::InvalidKey("RSA"))?;
+                if modulus.len() < MIN_RSA_MODULUS_BYTES {
+                    return Err(KeyError::InvalidKey("RSA (at least 2048 bits)"));
+                }
+                Self::rsa(n, member(&jwk.e)?)?
+            }
+            _ => return Err(KeyError::InvalidKey("JWK whose kty, crv and alg agree")),
+        };
+        key.kid.clone_from(&jwk.kid);
+        if let Some(published) = key.jwk.as_mut() {
+            published.kid.clone_from(&jwk.kid);
+        }
+        Ok(key)
+    }
+
+    /// Whether `signature` (base64url) is this key's signature of `signing_input`
+    /// under its own algorithm. Only the cryptography: no header or claims checks.
+    pub fn verify_signature(&self, signing_input: &str, signature: &str) -> bool {
+        jsonwebtoken::crypto::verify(
+            signature,
+            signing_input.as_bytes(),
+            &self.decoding,
+            self.algorithm.jsonwebtoken(),
+        )
+        .unwrap_or(false)
+    }
+
     /// The key id.
     pub fn kid(&self) -> &str {
         &self.kid
