@@ -52,6 +52,25 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The error for a bare status produced outside Tessera's handlers.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => Self::InvalidToken,
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType("another type"),
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                Self::Validation("the request could not be processed".to_owned())
+            }
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
+            status if status.is_client_error() => {
+                Self::InvalidRequest("the request is malformed".to_owned())
+            }
+            _ => Self::Internal(anyhow::anyhow!("unexpected {status} answer")),
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),

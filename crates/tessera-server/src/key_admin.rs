@@ -50,7 +50,7 @@ pub fn list(config: &ServerConfig, now: i64) -> anyhow::Result<Vec<KeyStatus>> {
     }
     let records = keystore::load_all(&dir)?;
     let retain = retain_secs(config);
-    let keys_plan = plan(&records, now, retain);
+    let keys_plan = plan(&records, now, retain, None);
     let statuses = records
         .iter()
         .enumerate()
@@ -81,8 +81,10 @@ pub fn list(config: &ServerConfig, now: i64) -> anyhow::Result<Vec<KeyStatus>> {
     Ok(statuses)
 }
 
-/// Adds a key of the configured algorithm, published at once and signing after
-/// `delay` (the configured activation delay when `None`).
+/// Adds a key of the algorithm signing now, published at once and signing after
+/// `delay` (the configured activation delay when `None`). Rotation never changes the
+/// algorithm: that takes a restart with another `alg`, so that the server, its
+/// discovery document and its keys agree.
 pub fn rotate(
     config: &ServerConfig,
     delay: Option<Duration>,
@@ -94,10 +96,19 @@ pub fn rotate(
              hmac_secret_file and restarting"
         );
     }
+    let dir = config.data_dir.join(crate::KEYS_DIR);
+    let records = if dir.exists() {
+        keystore::load_all(&dir)?
+    } else {
+        Vec::new()
+    };
+    let signing_algorithm = plan(&records, now, retain_secs(config), None)
+        .signer
+        .and_then(|index| records.get(index))
+        .map_or(config.alg, |record| record.key.algorithm());
     let delay = delay.unwrap_or(config.key_activation_delay);
     let activates_at = now.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(0));
-    let dir = config.data_dir.join(crate::KEYS_DIR);
-    let record = keystore::create(&dir, config.alg, now, activates_at)?;
+    let record = keystore::create(&dir, signing_algorithm, now, activates_at)?;
     Ok(KeyStatus {
         kid: record.key.kid().to_owned(),
         alg: record.key.algorithm(),

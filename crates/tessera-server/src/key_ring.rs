@@ -29,6 +29,8 @@ pub(crate) struct KeyPolicy {
     pub(crate) rotate_every: Option<Duration>,
     /// How long a new key is published before it signs.
     pub(crate) activation_delay: Duration,
+    /// When the HS256 secret took over signing from the folder's keys (start-up).
+    pub(crate) hmac_since: Option<i64>,
 }
 
 /// What the keys mean at one moment.
@@ -43,31 +45,35 @@ pub(crate) struct KeyPlan {
 }
 
 /// Splits `records` (sorted by activation) into signer, published and expired at `now`.
-pub(crate) fn plan(records: &[KeyRecord], now: i64, retain_secs: i64) -> KeyPlan {
-    let signer = records
+/// `superseded_at` is when something outside the folder (an HS256 secret) took over
+/// signing: from then on no folder key signs, and the last one retires like any other.
+pub(crate) fn plan(
+    records: &[KeyRecord],
+    now: i64,
+    retain_secs: i64,
+    superseded_at: Option<i64>,
+) -> KeyPlan {
+    let latest_active = records
         .iter()
         .rposition(|record| record.activates_at <= now);
     let mut published = Vec::new();
     let mut expired = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        let keep = match signer {
-            Some(signer) if index < signer => {
-                // It stopped signing when the next key activated.
-                let stopped_at = records
-                    .get(index + 1)
-                    .map_or(record.activates_at, |next| next.activates_at);
-                stopped_at.saturating_add(retain_secs) > now
-            }
-            _ => true,
-        };
-        if keep {
-            published.push(index);
+        let stopped_at = if record.activates_at > now {
+            None
+        } else if Some(index) == latest_active {
+            superseded_at
         } else {
-            expired.push(index);
+            // It stopped signing when the next key activated.
+            records.get(index + 1).map(|next| next.activates_at)
+        };
+        match stopped_at {
+            Some(stopped) if stopped.saturating_add(retain_secs) <= now => expired.push(index),
+            _ => published.push(index),
         }
     }
     KeyPlan {
-        signer,
+        signer: latest_active.filter(|_| superseded_at.is_none()),
         published,
         expired,
     }
@@ -102,7 +108,7 @@ impl KeyRing {
         now: i64,
     ) -> anyhow::Result<Self> {
         let mut records = keystore::load_all(dir)?;
-        let plan_now = plan(&records, now, policy.retain_secs);
+        let plan_now = plan(&records, now, policy.retain_secs, policy.hmac_since);
         let signer_algorithm = plan_now
             .signer
             .and_then(|index| records.get(index))
@@ -170,7 +176,12 @@ impl KeyRing {
             tracing::info!(kid = record.key.kid(), "scheduled key rotation");
             *loaded = (keystore::stamp(&self.dir)?, keystore::load_all(&self.dir)?);
         }
-        let plan_now = plan(&loaded.1, now, self.policy.retain_secs);
+        let plan_now = plan(
+            &loaded.1,
+            now,
+            self.policy.retain_secs,
+            self.policy.hmac_since,
+        );
         if !plan_now.expired.is_empty() {
             for index in &plan_now.expired {
                 if let Some(record) = loaded.1.get(*index) {
@@ -219,7 +230,7 @@ impl KeyRing {
         audience: &str,
         now: i64,
     ) -> anyhow::Result<(Active, KeySet)> {
-        let plan_now = plan(records, now, policy.retain_secs);
+        let plan_now = plan(records, now, policy.retain_secs, policy.hmac_since);
         let mut trusted: Vec<_> = plan_now
             .published
             .iter()
@@ -279,7 +290,7 @@ mod tests {
     fn the_newest_active_key_signs_and_an_upcoming_key_is_published_already() {
         let records = vec![record(100), record(200)];
 
-        let at_150 = plan(&records, 150, 50);
+        let at_150 = plan(&records, 150, 50, None);
 
         assert_eq!(at_150.signer, Some(0));
         assert_eq!(at_150.published, vec![0, 1]);
@@ -290,8 +301,8 @@ mod tests {
     fn a_replaced_key_stays_published_until_its_tokens_expire() {
         let records = vec![record(100), record(200)];
 
-        let just_after = plan(&records, 249, 50);
-        let long_after = plan(&records, 250, 50);
+        let just_after = plan(&records, 249, 50, None);
+        let long_after = plan(&records, 250, 50, None);
 
         assert_eq!(just_after.signer, Some(1));
         assert_eq!(just_after.published, vec![0, 1]);
@@ -303,9 +314,23 @@ mod tests {
     fn with_no_active_key_nothing_signs_and_nothing_expires() {
         let records = vec![record(500)];
 
-        let early = plan(&records, 100, 50);
+        let early = plan(&records, 100, 50, None);
 
         assert_eq!(early.signer, None);
         assert_eq!(early.published, vec![0]);
+    }
+
+    #[test]
+    fn keys_superseded_by_a_shared_secret_retire_and_then_expire() {
+        let records = vec![record(100), record(200)];
+
+        let while_retiring = plan(&records, 300, 50, Some(280));
+        let after = plan(&records, 330, 50, Some(280));
+
+        assert_eq!(while_retiring.signer, None);
+        assert_eq!(while_retiring.published, vec![1]);
+        assert_eq!(while_retiring.expired, vec![0]);
+        assert!(after.published.is_empty());
+        assert_eq!(after.expired, vec![0, 1]);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -54,21 +54,29 @@ pub(crate) fn stamp(keys_dir: &Path) -> anyhow::Result<DirStamp> {
 /// Every key in `keys_dir`, oldest activation first. Creates the folder if needed.
 pub(crate) fn load_all(keys_dir: &Path) -> anyhow::Result<Vec<KeyRecord>> {
     create_private_dir(keys_dir)?;
+    let owner = check_private_dir(keys_dir)?;
     let mut records = Vec::new();
     for entry in
         fs::read_dir(keys_dir).with_context(|| format!("cannot list {}", keys_dir.display()))?
     {
         let path = entry?.path();
         if path.extension().is_some_and(|extension| extension == "pem") {
-            records.push(load_one(&path)?);
+            records.push(load_one(&path, owner)?);
         }
     }
     records.sort_by_key(|record| (record.activates_at, record.created_at));
     Ok(records)
 }
 
-fn load_one(pem_path: &Path) -> anyhow::Result<KeyRecord> {
-    let metadata = fs::metadata(pem_path)?;
+fn load_one(pem_path: &Path, owner: u32) -> anyhow::Result<KeyRecord> {
+    let metadata = fs::symlink_metadata(pem_path)?;
+    if !metadata.is_file() || metadata.uid() != owner {
+        bail!(
+            "key file {} is not a regular file owned by the owner of its folder; \
+             remove it and rotate the key",
+            pem_path.display()
+        );
+    }
     if metadata.permissions().mode() & 0o077 != 0 {
         bail!(
             "key file {} can be read by other users; run `chmod 600 {}` \
@@ -174,6 +182,24 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a folder that others could write to (they could plant a key or a
+/// database), and returns its owner, whom every file in it must belong to.
+pub(crate) fn check_private_dir(dir: &Path) -> anyhow::Result<u32> {
+    let metadata =
+        fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !metadata.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    if metadata.permissions().mode() & 0o022 != 0 {
+        bail!(
+            "{} can be written by other users; run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(metadata.uid())
+}
+
 /// Creates `dir` (and parents) if needed, owner-only.
 pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.exists() {
@@ -230,6 +256,18 @@ mod tests {
         let error = load_all(&keys).unwrap_err();
 
         assert!(error.to_string().contains("chmod 600"));
+    }
+
+    #[test]
+    fn a_key_folder_others_can_write_to_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        create(&keys, KeyAlgorithm::EdDSA, 1, 1).unwrap();
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o777)).unwrap();
+
+        let error = load_all(&keys).unwrap_err();
+
+        assert!(error.to_string().contains("chmod 700"));
     }
 
     #[test]

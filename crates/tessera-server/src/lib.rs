@@ -66,6 +66,7 @@ impl Server {
             .data_dir
             .canonicalize()
             .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
+        keystore::check_private_dir(&data_dir)?;
         let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
             .await
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
@@ -144,6 +145,7 @@ fn open_key_ring(
         retain_secs: key_admin::retain_secs(config),
         rotate_every: config.key_rotation_interval,
         activation_delay: config.key_activation_delay,
+        hmac_since: (config.alg == KeyAlgorithm::HS256).then(clock::now),
     };
     let mut validation = ValidatorConfig::new(issuer_url, &config.audience);
     validation.leeway_secs = config.leeway.as_secs();

@@ -260,12 +260,34 @@ fn normalize_username(username: &str) -> Result<&str, ApiError> {
             "username must be 1 to {MAX_USERNAME_CHARS} characters"
         )));
     }
-    if trimmed.chars().any(char::is_control) {
+    if trimmed.chars().any(|c| c.is_control() || is_invisible(c)) {
         return Err(ApiError::Validation(
-            "username must not contain control characters".to_owned(),
+            "username must not contain control or invisible characters".to_owned(),
         ));
     }
     Ok(trimmed)
+}
+
+/// Characters that print as nothing or reorder text: they let `alice` and a look-alike
+/// of it both exist (soft hyphen, zero-width and joiners, bidi controls, BOM).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+    )
 }
 
 fn check_password(password: &str) -> Result<(), ApiError> {
@@ -292,6 +314,8 @@ mod tests {
         assert_eq!(username_key("Alice"), username_key("aLICE"));
         assert!(normalize_username("   ").is_err());
         assert!(normalize_username("a\u{0}b").is_err());
+        assert!(normalize_username("alice\u{200B}").is_err());
+        assert!(normalize_username("\u{202E}ecila").is_err());
         assert!(normalize_username(&"x".repeat(65)).is_err());
     }
 

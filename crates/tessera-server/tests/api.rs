@@ -615,3 +615,51 @@ async fn unknown_paths_and_methods_get_json_errors() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 }
+
+#[tokio::test]
+async fn extractor_refusals_keep_the_json_error_shape() {
+    let app = spawn_app().await;
+    let mine = app.user_with_tokens("olivia").await;
+
+    let huge_form = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=password&username={}",
+            "x".repeat(70_000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    let bad_path = app.get("/api/notes/%FF", &mine.access).await;
+
+    assert_eq!(
+        error_code(huge_form).await,
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large".to_owned()
+        )
+    );
+    assert_eq!(bad_path.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(bad_path).await.1, "invalid_request");
+}
+
+#[tokio::test]
+async fn answers_about_a_user_are_not_cacheable() {
+    let app = spawn_app().await;
+    let mine = app.user_with_tokens("paul").await;
+
+    let me = app.get("/userinfo", &mine.access).await;
+    let notes = app.get("/api/notes", &mine.access).await;
+    let jwks = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    assert_eq!(notes.headers()["cache-control"], "no-store");
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+}

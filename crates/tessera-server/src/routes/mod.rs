@@ -8,8 +8,11 @@ mod well_known;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath};
-use axum::http::Request;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderValue, Request};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -47,8 +50,30 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(json_errors))
+        // Answers about a user must not be kept by caches; public documents say
+        // otherwise themselves.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// Turns every error answer that is not already JSON (the plain-text rejections of
+/// extractors: a body over the limit, a path that is not UTF-8, …) into the contract's
+/// JSON error with the same status, so no refusal escapes the error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    ApiError::from_status(status).into_response()
 }
 
 /// The request span names the matched route, never the raw URI.

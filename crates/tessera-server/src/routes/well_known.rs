@@ -22,6 +22,17 @@ pub(super) async fn jwks(State(state): State<AppState>) -> Response {
 
 pub(super) async fn discovery(State(state): State<AppState>) -> Json<Value> {
     let issuer = state.issuer_url.as_ref();
+    // The algorithms of every key that may have signed a live token.
+    let mut algorithms: Vec<String> = state
+        .keys
+        .jwks()
+        .keys
+        .iter()
+        .map(|jwk| jwk.alg.clone())
+        .collect();
+    algorithms.push(state.keys.issuer().key().algorithm().jose_name().to_owned());
+    algorithms.sort();
+    algorithms.dedup();
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
@@ -31,7 +42,7 @@ pub(super) async fn discovery(State(state): State<AppState>) -> Json<Value> {
         "response_types_supported": ["token"],
         "token_endpoint_auth_methods_supported": ["none"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [state.config.alg.jose_name()],
+        "id_token_signing_alg_values_supported": algorithms,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid"],
     }))
 }
