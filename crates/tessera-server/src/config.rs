@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub key_activation_delay: Duration,
     /// Longest access token read, in bytes; longer ones are refused unread.
     pub max_token_bytes: usize,
+    /// A client must send its request headers within this time or is disconnected.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             key_rotation_interval: Some(Duration::from_secs(90 * 24 * 60 * 60)),
             key_activation_delay: Duration::from_secs(10 * 60),
             max_token_bytes: tessera_token::DEFAULT_MAX_TOKEN_BYTES,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -94,10 +97,12 @@ pub struct ConfigLayer {
     pub key_activation_delay: Option<String>,
     /// `max_token_bytes`
     pub max_token_bytes: Option<u64>,
+    /// `header_read_timeout`, a human duration
+    pub header_read_timeout: Option<String>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 13] = [
+pub const ENV_KEYS: [(&str, &str); 14] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
@@ -111,6 +116,7 @@ pub const ENV_KEYS: [(&str, &str); 13] = [
     ("key_rotation_interval", "TESSERA_KEY_ROTATION_INTERVAL"),
     ("key_activation_delay", "TESSERA_KEY_ACTIVATION_DELAY"),
     ("max_token_bytes", "TESSERA_MAX_TOKEN_BYTES"),
+    ("header_read_timeout", "TESSERA_HEADER_READ_TIMEOUT"),
 ];
 
 /// A configuration value that cannot be used, with the fix in the message.
@@ -190,6 +196,7 @@ impl ConfigLayer {
             key_rotation_interval: get("key_rotation_interval"),
             key_activation_delay: get("key_activation_delay"),
             max_token_bytes,
+            header_read_timeout: get("header_read_timeout"),
         })
     }
 
@@ -240,6 +247,9 @@ impl ConfigLayer {
         if let Some(delay) = self.key_activation_delay {
             config.key_activation_delay = parse_duration("key_activation_delay", &delay)?;
         }
+        if let Some(timeout) = self.header_read_timeout {
+            config.header_read_timeout = parse_duration("header_read_timeout", &timeout)?;
+        }
         if let Some(bytes) = self.max_token_bytes {
             config.max_token_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
@@ -286,6 +296,15 @@ impl ServerConfig {
                 key: "session_lifetime",
                 value: secs(self.session_lifetime),
                 hint: "sessions must outlive access tokens; idle timeout above 0".to_owned(),
+            });
+        }
+        if self.header_read_timeout < Duration::from_secs(1)
+            || self.header_read_timeout > Duration::from_secs(300)
+        {
+            return Err(ConfigError::Value {
+                key: "header_read_timeout",
+                value: secs(self.header_read_timeout),
+                hint: "use 1s to 5m".to_owned(),
             });
         }
         if !(1024..=65536).contains(&self.max_token_bytes) {

@@ -12,6 +12,7 @@
 
 mod clock;
 pub mod config;
+mod connections;
 mod current_user;
 mod error;
 pub mod key_admin;
@@ -53,6 +54,7 @@ pub struct Server {
     router: axum::Router,
     store: SqliteStore,
     keys: Arc<KeyRing>,
+    header_read_timeout: std::time::Duration,
     base_url: String,
     data_dir: PathBuf,
 }
@@ -78,6 +80,7 @@ impl Server {
         let issuer_url = config.issuer_for(bound);
 
         let keys = Arc::new(open_key_ring(&config, &data_dir, &issuer_url)?);
+        let config_header_timeout = config.header_read_timeout;
         let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
         let state = AppState {
             store: Arc::new(store.clone()),
@@ -92,6 +95,7 @@ impl Server {
             router: routes::router(state),
             store,
             keys,
+            header_read_timeout: config_header_timeout,
             base_url: base_url(bound),
             data_dir,
         })
@@ -119,11 +123,14 @@ impl Server {
             self.data_dir.display()
         );
         let key_refresh = tokio::spawn(key_ring::keep_fresh(self.keys, KEY_REFRESH_PERIOD));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        connections::serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            shutdown,
+        )
+        .await;
         key_refresh.abort();
-        served.context("server failed")?;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())

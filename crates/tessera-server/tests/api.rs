@@ -663,3 +663,24 @@ async fn answers_about_a_user_are_not_cacheable() {
     assert_eq!(notes.headers()["cache-control"], "no-store");
     assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app_with(|config| {
+        config.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    let mut buffer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    let healthy = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthy.status(), StatusCode::OK);
+}

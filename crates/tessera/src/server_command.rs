@@ -73,6 +73,10 @@ pub(crate) struct ConfigArgs {
     /// [default: 8192]
     #[arg(long, value_name = "BYTES")]
     max_token_bytes: Option<u64>,
+    /// Disconnect clients that take longer to send their request headers
+    /// [env: TESSERA_HEADER_READ_TIMEOUT] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    header_read_timeout: Option<String>,
 }
 
 impl ConfigArgs {
@@ -101,6 +105,7 @@ impl ConfigArgs {
             key_rotation_interval: self.key_rotation_interval,
             key_activation_delay: self.key_activation_delay,
             max_token_bytes: self.max_token_bytes,
+            header_read_timeout: self.header_read_timeout,
         };
         (file, flags)
     }
