@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
+// Limitation: the cap and the drain timeout are fixed. Configuration keys for them
+// (with the request timeout in `routes`) would remove this.
 /// Most connections open at once.
 pub(crate) const MAX_CONNECTIONS: usize = 4096;
 /// On shutdown, requests in flight get this long to finish.

@@ -123,6 +123,9 @@ pub fn rotate(
 }
 
 /// How long a replaced key stays published: its last token's lifetime plus leeway.
+// Limitation: this uses the lifetime configured now, not the one its tokens were issued
+// under; recording the longest lifetime each key signed with, in its metadata, would
+// remove the gap after `access_ttl` is lowered.
 pub(crate) fn retain_secs(config: &ServerConfig) -> i64 {
     let ttl = i64::try_from(config.access_ttl.as_secs()).unwrap_or(i64::MAX);
     let leeway = i64::try_from(config.leeway.as_secs()).unwrap_or(0);
