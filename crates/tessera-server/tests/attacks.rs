@@ -15,7 +15,7 @@ use tessera_server::{Server, ServerConfig};
 struct Target {
     base: String,
     http: reqwest::Client,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 async fn start() -> Target {
@@ -31,7 +31,7 @@ async fn start() -> Target {
     Target {
         base,
         http: reqwest::Client::new(),
-        _data: data,
+        data,
     }
 }
 
@@ -104,6 +104,20 @@ impl Target {
         let body: Value = refresh.json().await.unwrap();
         assert_eq!(body["error"], "invalid_grant");
         assert!(body.get("access_token").is_none());
+    }
+}
+
+impl Target {
+    /// The server's own signing key, read from its data dir: white-box cases sign
+    /// with it so that one claim rule at a time is tested.
+    fn signing_key(&self) -> tessera_token::SigningKey {
+        let keys = self.data.path().join("data").join("keys");
+        let pem = std::fs::read_dir(keys)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|extension| extension == "pem"))
+            .unwrap();
+        tessera_token::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(pem).unwrap()).unwrap()
     }
 }
 
@@ -229,4 +243,83 @@ async fn a_refresh_token_is_not_an_access_token_and_the_reverse() {
 
     target.assert_refused_as_access_token(&refresh).await;
     target.assert_refused_as_refresh_token(&access).await;
+}
+
+/// White-box: the real key signs claims that differ from a valid set in one member.
+#[tokio::test]
+async fn claims_breaking_one_rule_are_refused_by_the_running_server() {
+    let target = start().await;
+    let (access, _) = target.log_in("erin").await;
+    let key = target.signing_key();
+    let header = decode(access.split('.').next().unwrap());
+    let valid = decode(access.split('.').nth(1).unwrap());
+    let now = valid["iat"].as_i64().unwrap();
+    let iss = valid["iss"].as_str().unwrap().to_owned();
+    let sign = |claims: &Value| {
+        let input = format!("{}.{}", b64(&header), b64(claims));
+        format!("{input}.{}", key.sign_jws_input(&input).unwrap())
+    };
+    let with = |name: &str, value: Option<Value>| {
+        let mut claims = valid.clone();
+        match value {
+            Some(value) => claims[name] = value,
+            None => {
+                claims.as_object_mut().unwrap().remove(name);
+            }
+        }
+        claims
+    };
+
+    // Control: re-signed unchanged claims pass, so each refusal below is the rule's.
+    let control = target
+        .http
+        .get(format!("{}/userinfo", target.base))
+        .bearer_auth(sign(&valid))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(control.status(), StatusCode::OK);
+
+    let mut cases = vec![
+        with("exp", Some(json!(now - 3600))),
+        with("exp", None),
+        with("exp", Some(json!(format!("{}", now + 300)))),
+        with("exp", Some(json!(now as f64 + 300.5))),
+        with("nbf", Some(json!(now + 3600))),
+        with("nbf", None),
+        with("iat", Some(json!(now + 3600))),
+        with("sub", None),
+        with("sid", None),
+        with("admin", Some(json!(true))),
+    ];
+    for aud in [
+        json!([]),
+        json!(""),
+        json!(["other"]),
+        json!([["tessera"]]),
+        json!("tessera "),
+        json!("tesserax"),
+        json!(123),
+        Value::Null,
+    ] {
+        cases.push(with("aud", Some(aud)));
+    }
+    cases.push(with("aud", None));
+    for bad_iss in [
+        json!("http"),
+        json!(&iss[..iss.len() - 1]),
+        json!(format!("{iss}/")),
+        json!(format!("{iss}.evil.example")),
+        json!(iss.to_uppercase()),
+        json!([iss.clone()]),
+        Value::Null,
+        json!(42),
+    ] {
+        cases.push(with("iss", Some(bad_iss)));
+    }
+    cases.push(with("iss", None));
+
+    for claims in cases {
+        target.assert_refused_as_access_token(&sign(&claims)).await;
+    }
 }
