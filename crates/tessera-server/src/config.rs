@@ -123,7 +123,7 @@ pub const ENV_KEYS: [(&str, &str); 14] = [
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -157,9 +157,10 @@ impl ConfigLayer {
             path: path.to_owned(),
             source,
         })?;
+        // The full message names the line, the column and the key at fault.
         toml::from_str(&text).map_err(|error| ConfigError::Parse {
             path: path.to_owned(),
-            message: error.message().to_owned(),
+            message: format!("{error}\n(durations are strings such as \"15m\")"),
         })
     }
 
@@ -291,11 +292,18 @@ impl ServerConfig {
                 hint: "use at most 30s".to_owned(),
             });
         }
-        if self.session_lifetime < self.access_ttl || self.session_idle_timeout.is_zero() {
+        if self.session_lifetime < self.access_ttl {
             return Err(ConfigError::Value {
                 key: "session_lifetime",
                 value: secs(self.session_lifetime),
-                hint: "sessions must outlive access tokens; idle timeout above 0".to_owned(),
+                hint: "sessions must outlive access tokens: use at least access_ttl".to_owned(),
+            });
+        }
+        if self.session_idle_timeout < self.access_ttl {
+            return Err(ConfigError::Value {
+                key: "session_idle_timeout",
+                value: secs(self.session_idle_timeout),
+                hint: "use at least access_ttl, such as 14days".to_owned(),
             });
         }
         if self.header_read_timeout < Duration::from_secs(1)

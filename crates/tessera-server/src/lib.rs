@@ -55,6 +55,8 @@ pub struct Server {
     store: SqliteStore,
     keys: Arc<KeyRing>,
     header_read_timeout: std::time::Duration,
+    /// Held while the server runs: one server per data dir.
+    _data_lock: std::fs::File,
     base_url: String,
     data_dir: PathBuf,
 }
@@ -63,19 +65,25 @@ impl Server {
     /// Prepares the data dir (database, migrations, signing key), binds the listen
     /// address, and builds the routes. Nothing is served until [`Server::serve`].
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+        // Bind first: a taken port should not leave a new, empty data dir behind.
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!(
+                "cannot listen on {}: is another server using it? pick another address \
+                 with --listen",
+                config.listen
+            )
+        })?;
         keystore::create_private_dir(&config.data_dir)?;
         let data_dir = config
             .data_dir
             .canonicalize()
             .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
         keystore::check_private_dir(&data_dir)?;
+        let data_lock = lock_data_dir(&data_dir)?;
         let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
             .await
             .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr()?;
         let issuer_url = config.issuer_for(bound);
 
@@ -96,6 +104,7 @@ impl Server {
             store,
             keys,
             header_read_timeout: config_header_timeout,
+            _data_lock: data_lock,
             base_url: base_url(bound),
             data_dir,
         })
@@ -134,6 +143,30 @@ impl Server {
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Takes the data dir's lock file, so that a second server on the same data dir stops
+/// at start-up instead of racing the first over keys and sessions.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another Tessera server is using {}; stop it or give this one another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 

@@ -252,3 +252,12 @@ fn now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_stops_at_start_up() {
+    let first = start(|_, _| {}).await;
+
+    let error = Server::bind(first.config.clone()).await.err().unwrap();
+
+    assert!(format!("{error:#}").contains("another Tessera server"));
+}

@@ -105,7 +105,7 @@ async fn chosen_server(
 async fn required_server(store: &FileStore, choice: &ServerChoice) -> anyhow::Result<ServerUrl> {
     chosen_server(store, choice)
         .await?
-        .context("not logged in to any server: pass --server URL")
+        .context("not logged in: run `tessera login --server URL` first")
 }
 
 /// A session with `server` keeping its tokens in `store`.

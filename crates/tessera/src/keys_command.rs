@@ -10,10 +10,12 @@ use tessera_server::key_admin::{self, KeyState, KeyStatus};
 
 use crate::server_command::ConfigArgs;
 
-/// Subcommands of `tessera keys`.
+/// Subcommands of `tessera keys`. Both read the same configuration as the server
+/// (pass its `--config`, flags or environment): the data dir says where the keys are,
+/// and `access_ttl`, `leeway` and `key_activation_delay` say how long keys live.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
-    /// List the signing keys and their state.
+    /// List the signing keys and their state (pass the server's configuration).
     List(ListArgs),
     /// Add a new signing key: published at once, signing after the activation delay.
     Rotate(RotateArgs),
@@ -46,6 +48,7 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
                     "no keys in {} yet: the server makes one on first start",
                     config.data_dir.display()
                 );
+                return Ok(ExitCode::SUCCESS);
             }
             println!("{:<45} {:<6} {:<21} STATE", "KID", "ALG", "SIGNS FROM");
             for key in &keys {

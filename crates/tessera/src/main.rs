@@ -11,7 +11,12 @@ use clap::{Parser, Subcommand};
 
 /// Tessera: a self-hosted authentication service and its command-line client.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about, propagate_version = true)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera: run the authentication server, or log in to one and call its APIs",
+    propagate_version = true
+)]
 struct Tessera {
     #[command(subcommand)]
     command: Command,

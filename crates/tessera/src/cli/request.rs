@@ -14,12 +14,13 @@ use super::{ServerChoice, credentials, required_server, session, with_login_hint
 /// Arguments of `tessera request`.
 #[derive(Debug, Args)]
 pub(crate) struct RequestArgs {
-    /// HTTP method [default: GET, or POST with --data]
-    #[arg(value_name = "METHOD")]
+    /// The HTTP method (default GET, or POST with --data), then the path on the
+    /// server, such as /api/notes
+    #[arg(value_name = "[METHOD] PATH")]
     method_or_path: String,
 
-    /// Path on the server, such as /api/notes
-    #[arg(value_name = "PATH")]
+    /// The path, when a method came first
+    #[arg(value_name = "PATH", hide = true)]
     path: Option<String>,
 
     /// JSON body to send; `@FILE` reads it from a file and `@-` from
