@@ -44,6 +44,13 @@ pub struct ServerConfig {
     pub max_token_bytes: usize,
     /// A client must send its request headers within this time or is disconnected.
     pub header_read_timeout: Duration,
+    /// A spent refresh token presented again within this time gets the same successor
+    /// pair; zero turns the window off.
+    pub refresh_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Audit events older than this are deleted.
+    pub audit_retention: Duration,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +70,9 @@ impl Default for ServerConfig {
             key_activation_delay: Duration::from_secs(10 * 60),
             max_token_bytes: tessera_token::DEFAULT_MAX_TOKEN_BYTES,
             header_read_timeout: Duration::from_secs(10),
+            refresh_grace: Duration::from_secs(10),
+            trusted_proxies: Vec::new(),
+            audit_retention: Duration::from_secs(90 * 24 * 60 * 60),
         }
     }
 }
@@ -99,10 +109,16 @@ pub struct ConfigLayer {
     pub max_token_bytes: Option<u64>,
     /// `header_read_timeout`, a human duration
     pub header_read_timeout: Option<String>,
+    /// `refresh_grace`, a human duration
+    pub refresh_grace: Option<String>,
+    /// `trusted_proxies`, comma-separated IPs and CIDRs
+    pub trusted_proxies: Option<String>,
+    /// `audit_retention`, a human duration
+    pub audit_retention: Option<String>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 14] = [
+pub const ENV_KEYS: [(&str, &str); 17] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
@@ -117,6 +133,9 @@ pub const ENV_KEYS: [(&str, &str); 14] = [
     ("key_activation_delay", "TESSERA_KEY_ACTIVATION_DELAY"),
     ("max_token_bytes", "TESSERA_MAX_TOKEN_BYTES"),
     ("header_read_timeout", "TESSERA_HEADER_READ_TIMEOUT"),
+    ("refresh_grace", "TESSERA_REFRESH_GRACE"),
+    ("trusted_proxies", "TESSERA_TRUSTED_PROXIES"),
+    ("audit_retention", "TESSERA_AUDIT_RETENTION"),
 ];
 
 /// A configuration value that cannot be used, with the fix in the message.
@@ -198,6 +217,9 @@ impl ConfigLayer {
             key_activation_delay: get("key_activation_delay"),
             max_token_bytes,
             header_read_timeout: get("header_read_timeout"),
+            refresh_grace: get("refresh_grace"),
+            trusted_proxies: get("trusted_proxies"),
+            audit_retention: get("audit_retention"),
         })
     }
 
@@ -250,6 +272,22 @@ impl ConfigLayer {
         }
         if let Some(timeout) = self.header_read_timeout {
             config.header_read_timeout = parse_duration("header_read_timeout", &timeout)?;
+        }
+        if let Some(grace) = self.refresh_grace {
+            config.refresh_grace = parse_duration("refresh_grace", &grace)?;
+        }
+        if let Some(proxies) = self.trusted_proxies {
+            config.trusted_proxies =
+                crate::client_ip::parse_trusted_proxies(&proxies).map_err(|hint| {
+                    ConfigError::Value {
+                        key: "trusted_proxies",
+                        value: proxies.clone(),
+                        hint,
+                    }
+                })?;
+        }
+        if let Some(retention) = self.audit_retention {
+            config.audit_retention = parse_duration("audit_retention", &retention)?;
         }
         if let Some(bytes) = self.max_token_bytes {
             config.max_token_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
@@ -313,6 +351,13 @@ impl ServerConfig {
                 key: "header_read_timeout",
                 value: secs(self.header_read_timeout),
                 hint: "use 1s to 5m".to_owned(),
+            });
+        }
+        if self.refresh_grace > Duration::from_secs(60) {
+            return Err(ConfigError::Value {
+                key: "refresh_grace",
+                value: secs(self.refresh_grace),
+                hint: "use at most 60s (0s turns the window off)".to_owned(),
             });
         }
         if !(1024..=65536).contains(&self.max_token_bytes) {

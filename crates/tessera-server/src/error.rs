@@ -43,6 +43,9 @@ pub enum ApiError {
     /// 422: well-formed input that breaks a rule (a short password, an empty title).
     #[error("validation failed: {0}")]
     Validation(String),
+    /// 429 with `Retry-After`: too many attempts.
+    #[error("throttled")]
+    Throttled(std::time::Duration),
     /// 503 with `Retry-After`: a dependency (the database) is busy or away.
     #[error("service unavailable")]
     Unavailable,
@@ -64,6 +67,7 @@ impl ApiError {
                 Self::Validation("the request could not be processed".to_owned())
             }
             StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
+            StatusCode::TOO_MANY_REQUESTS => Self::Throttled(std::time::Duration::from_secs(1)),
             status if status.is_client_error() => {
                 Self::InvalidRequest("the request is malformed".to_owned())
             }
@@ -85,6 +89,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "slow_down"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
@@ -101,6 +106,7 @@ impl ApiError {
             Self::MethodNotAllowed => "this method is not allowed on this path".to_owned(),
             Self::PayloadTooLarge => "the request body is too large".to_owned(),
             Self::UnsupportedMediaType(expected) => format!("send {expected}"),
+            Self::Throttled(_) => "too many attempts; wait before trying again".to_owned(),
             Self::Unavailable => "the service is busy; retry shortly".to_owned(),
             Self::Internal(_) => "internal error".to_owned(),
         }
@@ -119,14 +125,35 @@ impl IntoResponse for ApiError {
         let body = json!({"error": code, "error_description": self.description()});
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if let Self::Unavailable = self {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Self::Unavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Throttled(wait) => {
+                let seconds = wait.as_secs().max(1).to_string();
+                if let Ok(value) = HeaderValue::from_str(&seconds) {
+                    headers.insert(RETRY_AFTER, value);
+                }
+            }
+            _ => {}
         }
         // RFC 6749 §5.2 errors come from the token endpoint, whose answers must not
         // be cached (§5.1); the same holds for every other answer about credentials.
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
         response
+    }
+}
+
+/// Hashing failures: a full queue is a busy service (503), anything else a fault.
+pub(crate) fn from_password_error(error: anyhow::Error) -> ApiError {
+    if error
+        .downcast_ref::<crate::passwords::PasswordError>()
+        .is_some_and(crate::passwords::PasswordError::is_busy)
+    {
+        ApiError::Unavailable
+    } else {
+        ApiError::Internal(error)
     }
 }
 

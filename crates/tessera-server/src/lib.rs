@@ -10,6 +10,9 @@
 //! # }
 //! ```
 
+pub mod admin;
+mod audit;
+mod client_ip;
 mod clock;
 pub mod config;
 mod connections;
@@ -18,11 +21,15 @@ mod error;
 pub mod key_admin;
 mod key_ring;
 mod keystore;
+mod origin;
 mod passwords;
+mod revocations;
 mod routes;
 mod sessions;
 mod state;
 pub mod store;
+mod successor;
+mod throttle;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,19 +45,26 @@ pub use config::{ConfigLayer, ServerConfig};
 
 use crate::key_ring::{KeyPolicy, KeyRing};
 use crate::passwords::Passwords;
+use crate::revocations::Revocations;
 use crate::state::AppState;
 use crate::store::SqliteStore;
+use crate::throttle::{LoginThrottle, ThrottleConfig};
 
 /// The database file inside the data dir.
-const DATABASE_FILE: &str = "tessera.db";
+pub(crate) const DATABASE_FILE: &str = "tessera.db";
 /// The folder of signing keys inside the data dir.
 pub const KEYS_DIR: &str = "keys";
+/// How often sessions ended elsewhere (another instance, the admin command) are read.
+const REVOCATION_POLL_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often old audit events are deleted.
+const AUDIT_PRUNE_PERIOD: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 /// How often the key folder is checked for rotations and expiries.
 const KEY_REFRESH_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A bound, ready server.
 pub struct Server {
     listener: TcpListener,
+    background: Background,
     router: axum::Router,
     store: SqliteStore,
     keys: Arc<KeyRing>,
@@ -89,17 +103,29 @@ impl Server {
 
         let keys = Arc::new(open_key_ring(&config, &data_dir, &issuer_url)?);
         let config_header_timeout = config.header_read_timeout;
+        let config_audit_retention = config.audit_retention;
         let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let horizon = key_admin::retain_secs(&config);
+        let revocations = Arc::new(Revocations::new(horizon));
+        let store_handle: Arc<dyn store::Store> = Arc::new(store.clone());
         let state = AppState {
-            store: Arc::new(store.clone()),
+            store: Arc::clone(&store_handle),
             guard: keys.guard(),
             keys: Arc::clone(&keys),
             passwords: Passwords::new(hashing_threads),
+            revocations: Arc::clone(&revocations),
+            throttle: Arc::new(LoginThrottle::new(ThrottleConfig::default())),
             config: Arc::new(config),
             issuer_url: Arc::from(issuer_url.as_str()),
         };
+        let background = Background {
+            store: store_handle,
+            revocations,
+            audit_retention: config_audit_retention,
+        };
         Ok(Self {
             listener,
+            background,
             router: routes::router(state),
             store,
             keys,
@@ -132,6 +158,15 @@ impl Server {
             self.data_dir.display()
         );
         let key_refresh = tokio::spawn(key_ring::keep_fresh(self.keys, KEY_REFRESH_PERIOD));
+        let revocation_feed = tokio::spawn(revocations::keep_in_step(
+            Arc::clone(&self.background.store),
+            self.background.revocations,
+            REVOCATION_POLL_PERIOD,
+        ));
+        let audit_pruning = tokio::spawn(prune_audit(
+            self.background.store,
+            self.background.audit_retention,
+        ));
         connections::serve(
             self.listener,
             self.router,
@@ -140,9 +175,33 @@ impl Server {
         )
         .await;
         key_refresh.abort();
+        revocation_feed.abort();
+        audit_pruning.abort();
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Work that runs beside the listener while the server serves.
+struct Background {
+    store: Arc<dyn store::Store>,
+    revocations: Arc<Revocations>,
+    audit_retention: std::time::Duration,
+}
+
+/// Deletes audit events past their retention, hourly.
+async fn prune_audit(store: Arc<dyn store::Store>, retention: std::time::Duration) {
+    let mut ticks = tokio::time::interval(AUDIT_PRUNE_PERIOD);
+    loop {
+        ticks.tick().await;
+        let retention = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        let before = clock::now().saturating_sub(retention);
+        match store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "old audit events deleted"),
+            Err(error) => tracing::warn!(%error, "cannot prune audit events"),
+        }
     }
 }
 

@@ -9,12 +9,17 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tessera_token::Secret;
 
+use std::time::Instant;
+
+use crate::audit::{self, Actor};
 use crate::clock;
 use crate::error::ApiError;
+use crate::origin::Origin;
 use crate::state::AppState;
 use crate::store::{
-    NewSession, NewUser, RefreshHash, Rotation, SessionId, StoreError, User, UserId,
+    NewSession, NewUser, RefreshHash, RefreshRecord, SessionId, StoreError, User, UserId,
 };
+use crate::successor::{self, SuccessorPair};
 
 /// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -27,6 +32,9 @@ pub const MAX_USERNAME_CHARS: usize = 64;
 const BAD_CREDENTIALS: &str = "invalid username or password";
 /// The one answer for every refused refresh token.
 const BAD_REFRESH: &str = "the refresh token is invalid, expired or already used; log in again";
+/// The answer when a spent refresh token comes back after the grace window.
+const REUSED_REFRESH: &str =
+    "refresh token reuse detected: the session was ended for safety; log in again";
 
 /// A successful grant (RFC 6749 §5.1).
 #[derive(Serialize)]
@@ -49,13 +57,11 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// Where a login comes from, recorded on its session.
+/// How a client names itself at login, recorded on its session.
 #[derive(Debug, Default, Clone)]
 pub struct ClientLabel {
     /// `client_id` sent by the client.
     pub client_id: Option<String>,
-    /// `User-Agent` header.
-    pub user_agent: Option<String>,
 }
 
 /// Creates a user after checking the username and password rules.
@@ -66,11 +72,17 @@ pub async fn sign_up(
 ) -> Result<User, ApiError> {
     let username = normalize_username(username)?;
     check_password(password.expose())?;
-    let password_hash = state.passwords.hash(password).await?;
+    let password_hash = state
+        .passwords
+        .hash(password)
+        .await
+        .map_err(crate::error::from_password_error)?;
     let user = User {
         id: UserId(uuid::Uuid::new_v4().to_string()),
         username: username.to_owned(),
         created_at: clock::now(),
+        roles: Vec::new(),
+        disabled: false,
     };
     let new = NewUser {
         user: user.clone(),
@@ -90,12 +102,22 @@ pub async fn log_in(
     username: &str,
     password: Secret<String>,
     label: ClientLabel,
+    origin: &Origin,
 ) -> Result<TokenResponse, ApiError> {
     // The same work and the same answer whether the user is unknown, disabled or gave
     // a wrong password, so the answer tells nothing about which (no enumeration).
-    // Limitation: nothing throttles guessing yet beyond the cost of each hash.
-    // Per-account and per-IP limits checked before hashing would remove it.
     let key = username_key(username.trim());
+    let ip = origin.ip_text();
+    let actor = Actor {
+        ip: ip.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+        ..Actor::default()
+    };
+    let throttle_ip = origin.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    if let Err(throttled) = state.throttle.check(&key, throttle_ip, Instant::now()) {
+        audit::record(state, "login_throttled", actor, None).await;
+        return Err(ApiError::Throttled(throttled.retry_after));
+    }
     let credentials = if key.is_empty() {
         None
     } else {
@@ -104,11 +126,21 @@ pub async fn log_in(
     let hash = credentials
         .as_ref()
         .map(|found| found.password_hash.clone());
-    let matches = state.passwords.verify(password, hash).await?;
-    let Some(credentials) = credentials.filter(|found| matches && !found.disabled) else {
-        tracing::debug!(reason = "bad_credentials", "login refused");
+    let matches = state
+        .passwords
+        .verify(password, hash)
+        .await
+        .map_err(crate::error::from_password_error)?;
+    let Some(credentials) = credentials.filter(|found| matches && !found.user.disabled) else {
+        state
+            .throttle
+            .record_failure(&key, throttle_ip, Instant::now());
+        audit::record(state, "login_failed", actor, None).await;
         return Err(ApiError::InvalidGrant(BAD_CREDENTIALS));
     };
+    state
+        .throttle
+        .record_success(&key, throttle_ip, Instant::now());
 
     let now = clock::now();
     let (refresh_token, refresh_hash) = new_refresh_token()?;
@@ -116,46 +148,153 @@ pub async fn log_in(
         id: SessionId(uuid::Uuid::new_v4().to_string()),
         user_id: credentials.user.id.clone(),
         client_id: label.client_id,
-        user_agent: label.user_agent,
+        user_agent: origin.user_agent.clone(),
+        ip: ip.clone(),
         created_at: now,
         expires_at: now.saturating_add(secs(state.config.session_lifetime)),
     };
     let session_id = session.id.clone();
+    let expires_at = session.expires_at;
     state.store.open_session(session, refresh_hash).await?;
-    tracing::info!(user = %credentials.user.id.0, session = %session_id.0, "login");
-    token_response(state, &credentials.user.id, &session_id, refresh_token, now)
+    let actor = Actor {
+        user: Some(&credentials.user.id.0),
+        session: Some(&session_id.0),
+        ..actor
+    };
+    audit::record(state, "login_succeeded", actor, None).await;
+    let user = &credentials.user;
+    let (access_token, access_expires_at) =
+        mint_access(state, &user.id, &session_id, &user.roles, now, expires_at)?;
+    Ok(token_response(
+        access_token,
+        refresh_token.expose().clone(),
+        access_expires_at - now,
+    ))
 }
 
-/// The refresh grant: spends the presented token and returns its successor.
+/// The refresh grant: spends the presented token and returns its successor. Inside the
+/// grace window a spent token gets the very same successor pair; after it, presenting
+/// a spent token ends its session (reuse detection, RFC 9700 §4.14.2).
 pub async fn renew(
     state: &AppState,
     presented: &Secret<String>,
+    origin: &Origin,
 ) -> Result<TokenResponse, ApiError> {
     let Some(presented_hash) = refresh_hash(presented.expose()) else {
         tracing::debug!(reason = "malformed", "refresh refused");
         return Err(ApiError::InvalidGrant(BAD_REFRESH));
     };
-    let now = clock::now();
-    let (refresh_token, successor) = new_refresh_token()?;
     let idle = secs(state.config.session_idle_timeout);
-    match state
-        .store
-        .rotate_refresh(presented_hash, successor, now, idle)
-        .await?
-    {
-        Rotation::Rotated { session, user } => {
-            tracing::info!(user = %user.0, session = %session.0, "refresh");
-            token_response(state, &user, &session, refresh_token, now)
+    // Two rounds at most: losing the race to spend the token sends us back to read
+    // the winner's sealed successor.
+    for _ in 0..2 {
+        let now = clock::now();
+        let Some(record) = state
+            .store
+            .refresh_record(presented_hash, now, idle)
+            .await?
+        else {
+            tracing::debug!(reason = "unknown", "refresh refused");
+            return Err(ApiError::InvalidGrant(BAD_REFRESH));
+        };
+        if !record.session_live {
+            tracing::debug!(reason = "session_over", "refresh refused");
+            return Err(ApiError::InvalidGrant(BAD_REFRESH));
         }
-        // Limitation: a spent token is refused but its session lives on, and two
-        // clients racing with one token get one success and one refusal. A grace
-        // window that returns the same successor, with reuse after it ending the
-        // session, would remove both.
-        Rotation::Refused => {
-            tracing::debug!(reason = "not_live", "refresh refused");
-            Err(ApiError::InvalidGrant(BAD_REFRESH))
+        let Some(spent_at) = record.spent_at else {
+            let (refresh_token, successor) = new_refresh_token()?;
+            let (access_token, expires_at) = mint_access(
+                state,
+                &record.user,
+                &record.session,
+                &record.roles,
+                now,
+                record.session_expires_at,
+            )?;
+            let pair = SuccessorPair {
+                access_token,
+                refresh_token: refresh_token.expose().clone(),
+                expires_at,
+            };
+            let sealed = successor::seal(presented.expose(), &pair)?;
+            if state
+                .store
+                .spend_refresh(presented_hash, successor, &sealed, now)
+                .await?
+            {
+                tracing::info!(user = %record.user.0, session = %record.session.0, "refresh");
+                return Ok(token_response(
+                    pair.access_token,
+                    pair.refresh_token,
+                    expires_at - now,
+                ));
+            }
+            continue;
+        };
+        if let Some(pair) = replay(state, presented, &record, spent_at, now, idle).await? {
+            tracing::debug!(session = %record.session.0, "refresh replayed in grace window");
+            return Ok(token_response(
+                pair.access_token,
+                pair.refresh_token,
+                (pair.expires_at - now).max(0),
+            ));
         }
+        return Err(reuse_detected(state, &record, origin).await);
     }
+    Err(ApiError::Unavailable)
+}
+
+/// The successor pair of a token spent inside the grace window, if its successor has
+/// not been spent in turn (a grandparent replayed is reuse, not a retry).
+async fn replay(
+    state: &AppState,
+    presented: &Secret<String>,
+    record: &RefreshRecord,
+    spent_at: i64,
+    now: i64,
+    idle: i64,
+) -> Result<Option<SuccessorPair>, ApiError> {
+    let grace = secs(state.config.refresh_grace);
+    if grace == 0 || now.saturating_sub(spent_at) > grace {
+        return Ok(None);
+    }
+    let (Some(successor), Some(sealed)) = (record.successor, &record.successor_sealed) else {
+        return Ok(None);
+    };
+    let successor_unspent = state
+        .store
+        .refresh_record(successor, now, idle)
+        .await?
+        .is_some_and(|next| next.spent_at.is_none());
+    if !successor_unspent {
+        return Ok(None);
+    }
+    Ok(successor::open(presented.expose(), sealed))
+}
+
+/// Ends the session of a reused token and says so.
+async fn reuse_detected(state: &AppState, record: &RefreshRecord, origin: &Origin) -> ApiError {
+    let now = clock::now();
+    let ended = match state
+        .store
+        .end_session(&record.session, &record.user, "refresh_reuse", now)
+        .await
+    {
+        Ok(ended) => ended,
+        Err(error) => return error.into(),
+    };
+    if ended {
+        state.revocations.insert([(&record.session, now)]);
+    }
+    let ip = origin.ip_text();
+    let actor = Actor {
+        user: Some(&record.user.0),
+        session: Some(&record.session.0),
+        ip: ip.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+    };
+    audit::record(state, "refresh_reuse_detected", actor, None).await;
+    ApiError::InvalidGrant(REUSED_REFRESH)
 }
 
 /// Which sessions a logout ends.
@@ -175,56 +314,149 @@ pub async fn log_out(
     user: &UserId,
     session: &SessionId,
     scope: LogoutScope,
+    origin: &Origin,
 ) -> Result<(), ApiError> {
-    let now = clock::now();
     let ended = match scope {
-        LogoutScope::This => u64::from(
-            state
-                .store
-                .end_session(session, user, "logout", now)
-                .await?,
-        ),
-        LogoutScope::Global => {
-            state
-                .store
-                .end_user_sessions(user, None, "logout_global", now)
-                .await?
+        LogoutScope::This => {
+            end_session(state, user, session, "logout", origin).await?;
+            return Ok(());
         }
-        LogoutScope::Others => {
-            state
-                .store
-                .end_user_sessions(user, Some(session), "logout_others", now)
-                .await?
-        }
+        LogoutScope::Global => ("logout_global", None),
+        LogoutScope::Others => ("logout_others", Some(session)),
     };
-    tracing::info!(user = %user.0, ended, ?scope, "logout");
+    let (reason, keep) = ended;
+    let now = clock::now();
+    let ended = state
+        .store
+        .end_user_sessions(user, keep, reason, now)
+        .await?;
+    state
+        .revocations
+        .insert(ended.iter().map(|ended| (ended, now)));
+    let ip = origin.ip_text();
+    let actor = Actor {
+        user: Some(&user.0),
+        session: Some(&session.0),
+        ip: ip.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+    };
+    let detail = format!("{} sessions ended", ended.len());
+    audit::record(state, reason, actor, Some(&detail)).await;
     Ok(())
 }
 
-fn token_response(
+/// Ends one session of `user`; false when it was not open (or not theirs).
+pub async fn end_session(
     state: &AppState,
     user: &UserId,
     session: &SessionId,
-    refresh_token: Secret<String>,
+    reason: &str,
+    origin: &Origin,
+) -> Result<bool, ApiError> {
+    let now = clock::now();
+    let ended = state.store.end_session(session, user, reason, now).await?;
+    if ended {
+        state.revocations.insert([(session, now)]);
+        let ip = origin.ip_text();
+        let actor = Actor {
+            user: Some(&user.0),
+            session: Some(&session.0),
+            ip: ip.as_deref(),
+            user_agent: origin.user_agent.as_deref(),
+        };
+        audit::record(state, reason, actor, None).await;
+    }
+    Ok(ended)
+}
+
+/// Changes the caller's password after checking the current one, and ends every other
+/// session of theirs in the same step.
+pub async fn change_password(
+    state: &AppState,
+    user: &UserId,
+    session: &SessionId,
+    current: Secret<String>,
+    new: Secret<String>,
+    origin: &Origin,
+) -> Result<(), ApiError> {
+    check_password(new.expose())?;
+    let throttle_ip = origin.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let credentials = state
+        .store
+        .credentials_by_id(user)
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    let key = username_key(&credentials.user.username);
+    if let Err(throttled) = state.throttle.check(&key, throttle_ip, Instant::now()) {
+        return Err(ApiError::Throttled(throttled.retry_after));
+    }
+    if !state
+        .passwords
+        .verify(current, Some(credentials.password_hash))
+        .await
+        .map_err(crate::error::from_password_error)?
+    {
+        state
+            .throttle
+            .record_failure(&key, throttle_ip, Instant::now());
+        return Err(ApiError::Validation(
+            "the current password is not correct".to_owned(),
+        ));
+    }
+    state
+        .throttle
+        .record_success(&key, throttle_ip, Instant::now());
+    let hash = state
+        .passwords
+        .hash(new)
+        .await
+        .map_err(crate::error::from_password_error)?;
+    let now = clock::now();
+    let ended = state
+        .store
+        .set_password(user, &hash, Some(session), now)
+        .await?;
+    state
+        .revocations
+        .insert(ended.iter().map(|ended| (ended, now)));
+    let ip = origin.ip_text();
+    let actor = Actor {
+        user: Some(&user.0),
+        session: Some(&session.0),
+        ip: ip.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+    };
+    let detail = format!("{} other sessions ended", ended.len());
+    audit::record(state, "password_changed", actor, Some(&detail)).await;
+    Ok(())
+}
+
+/// Signs an access token that expires with its session at the latest; the token and
+/// its expiry.
+fn mint_access(
+    state: &AppState,
+    user: &UserId,
+    session: &SessionId,
+    roles: &[String],
     now: i64,
-) -> Result<TokenResponse, ApiError> {
-    let ttl = state.config.access_ttl.as_secs();
+    session_expires_at: i64,
+) -> Result<(String, i64), ApiError> {
+    let ttl = secs(state.config.access_ttl).min(session_expires_at.saturating_sub(now));
     let issued = state
         .keys
         .issuer()
-        .issue(
-            &user.0,
-            &session.0,
-            now,
-            i64::try_from(ttl).unwrap_or(i64::MAX),
-        )
+        .issue_with_roles(&user.0, &session.0, roles, now, ttl.max(1))
         .map_err(|error| ApiError::Internal(error.into()))?;
-    Ok(TokenResponse {
-        access_token: issued.token,
+    Ok((issued.token, issued.claims.exp))
+}
+
+fn token_response(access_token: String, refresh_token: String, expires_in: i64) -> TokenResponse {
+    TokenResponse {
+        access_token,
         token_type: "Bearer",
-        expires_in: ttl,
-        refresh_token: refresh_token.expose().clone(),
-    })
+        expires_in: u64::try_from(expires_in).unwrap_or(0),
+        refresh_token,
+    }
 }
 
 /// 256 random bits, base64url: the token handed out, and the hash that is stored.
@@ -238,7 +470,7 @@ fn new_refresh_token() -> Result<(Secret<String>, RefreshHash), ApiError> {
 
 /// The stored hash of a presented refresh token, or `None` when it cannot be one of
 /// ours (an access token, a truncated copy): refused without a database read.
-fn refresh_hash(token: &str) -> Option<RefreshHash> {
+pub(crate) fn refresh_hash(token: &str) -> Option<RefreshHash> {
     let decoded = URL_SAFE_NO_PAD.decode(token).ok()?;
     (decoded.len() == 32).then(|| RefreshHash(Sha256::digest(token.as_bytes()).into()))
 }
@@ -248,11 +480,11 @@ fn secs(duration: std::time::Duration) -> i64 {
 }
 
 /// The key that makes usernames unique regardless of case.
-fn username_key(username: &str) -> String {
+pub(crate) fn username_key(username: &str) -> String {
     username.to_lowercase()
 }
 
-fn normalize_username(username: &str) -> Result<&str, ApiError> {
+pub(crate) fn normalize_username(username: &str) -> Result<&str, ApiError> {
     let trimmed = username.trim();
     let length = trimmed.chars().count();
     if length == 0 || length > MAX_USERNAME_CHARS {
@@ -290,7 +522,7 @@ fn is_invisible(c: char) -> bool {
     )
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
+pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError::Validation(format!(
             "password must be at least {MIN_PASSWORD_CHARS} characters"

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::config::ServerConfig;
 use crate::key_ring::KeyRing;
 use crate::passwords::Passwords;
+use crate::revocations::Revocations;
 use crate::store::Store;
+use crate::throttle::LoginThrottle;
 use axum::extract::FromRef;
 use tessera_guard::Guard;
 
@@ -21,6 +23,10 @@ pub struct AppState {
     pub guard: Guard,
     /// Argon2id on a bounded pool.
     pub passwords: Passwords,
+    /// Sessions ended recently, refused without a database read.
+    pub(crate) revocations: Arc<Revocations>,
+    /// Login attempts per account and client, checked before any hash.
+    pub(crate) throttle: Arc<LoginThrottle>,
     /// The effective configuration.
     pub config: Arc<ServerConfig>,
     /// The `iss` of issued tokens and the base of discovery URLs.

@@ -31,6 +31,9 @@ pub struct AccessClaims {
     /// Space-separated scopes, when any were granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The user's roles, when they have any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
@@ -96,6 +99,18 @@ impl TokenIssuer {
         now: i64,
         ttl_secs: i64,
     ) -> Result<IssuedToken, KeyError> {
+        self.issue_with_roles(subject, session, &[], now, ttl_secs)
+    }
+
+    /// Like [`TokenIssuer::issue`], with the user's roles in the `roles` claim.
+    pub fn issue_with_roles(
+        &self,
+        subject: &str,
+        session: &str,
+        roles: &[String],
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<IssuedToken, KeyError> {
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: subject.to_owned(),
@@ -106,6 +121,7 @@ impl TokenIssuer {
             jti: random_token_id()?,
             sid: session.to_owned(),
             scope: None,
+            roles: roles.to_vec(),
         };
         let mut header = Header::new(self.key.algorithm().jsonwebtoken());
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());

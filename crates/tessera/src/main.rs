@@ -1,6 +1,7 @@
 //! The `tessera` binary: `tessera server` runs the service, the other subcommands are the
 //! command-line client. This file only parses arguments and hands over.
 
+mod admin_command;
 mod cli;
 mod keys_command;
 mod server_command;
@@ -26,6 +27,9 @@ struct Tessera {
 enum Command {
     /// Run the Tessera server.
     Server(server_command::ServerArgs),
+    /// Administer users, sessions and the audit trail (works on the data dir).
+    #[command(subcommand)]
+    Admin(admin_command::AdminCommand),
     /// List or rotate the server's signing keys (works on the data dir).
     #[command(subcommand)]
     Keys(keys_command::KeysCommand),
@@ -39,6 +43,7 @@ async fn main() -> ExitCode {
     let outcome = match args.command {
         Command::Server(server_args) => server_command::run(server_args).await,
         Command::Keys(command) => keys_command::run(command),
+        Command::Admin(command) => admin_command::run(command).await,
         Command::Client(command) => cli::run(command).await,
     };
     match outcome {

@@ -77,6 +77,18 @@ pub(crate) struct ConfigArgs {
     /// [env: TESSERA_HEADER_READ_TIMEOUT] [default: 10s]
     #[arg(long, value_name = "DURATION")]
     header_read_timeout: Option<String>,
+    /// A spent refresh token retried within this time gets the same successor pair;
+    /// 0s turns the window off [env: TESSERA_REFRESH_GRACE] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    refresh_grace: Option<String>,
+    /// Comma-separated IPs and CIDRs of proxies whose X-Forwarded-For is believed
+    /// [env: TESSERA_TRUSTED_PROXIES] [default: none]
+    #[arg(long, value_name = "LIST")]
+    trusted_proxies: Option<String>,
+    /// Audit events older than this are deleted [env: TESSERA_AUDIT_RETENTION]
+    /// [default: 90days]
+    #[arg(long, value_name = "DURATION")]
+    audit_retention: Option<String>,
 }
 
 impl ConfigArgs {
@@ -106,6 +118,9 @@ impl ConfigArgs {
             key_activation_delay: self.key_activation_delay,
             max_token_bytes: self.max_token_bytes,
             header_read_timeout: self.header_read_timeout,
+            refresh_grace: self.refresh_grace,
+            trusted_proxies: self.trusted_proxies,
+            audit_retention: self.audit_retention,
         };
         (file, flags)
     }

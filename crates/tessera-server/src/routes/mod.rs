@@ -34,6 +34,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/signup", post(accounts::sign_up))
         .route("/auth/logout", post(accounts::log_out))
+        .route("/auth/password", post(accounts::change_password))
+        .route("/auth/sessions", get(accounts::list_sessions))
+        .route(
+            "/auth/sessions/{id}",
+            axum::routing::delete(accounts::end_session),
+        )
+        .route("/oauth/revoke", post(oauth::revoke))
         .route(
             "/userinfo",
             get(accounts::userinfo).post(accounts::userinfo),

@@ -4,13 +4,14 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, USER_AGENT};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tessera_token::Secret;
 
 use crate::error::ApiError;
+use crate::origin::Origin;
 use crate::sessions::{self, ClientLabel};
 use crate::state::AppState;
 
@@ -30,10 +31,11 @@ struct TokenRequest {
 
 pub(super) async fn token(
     State(state): State<AppState>,
+    origin: Origin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = parse(&headers, &body)?;
+    let request: TokenRequest = parse(&headers, &body)?;
     let grant = match request.grant_type.as_deref() {
         Some("password") => {
             let (Some(username), Some(password)) = (request.username, request.password) else {
@@ -43,12 +45,8 @@ pub(super) async fn token(
             };
             let label = ClientLabel {
                 client_id: request.client_id.map(|id| truncate(&id)),
-                user_agent: headers
-                    .get(USER_AGENT)
-                    .and_then(|agent| agent.to_str().ok())
-                    .map(truncate),
             };
-            sessions::log_in(&state, &username, password, label).await?
+            sessions::log_in(&state, &username, password, label, &origin).await?
         }
         Some("refresh_token") => {
             let Some(refresh_token) = request.refresh_token else {
@@ -56,7 +54,7 @@ pub(super) async fn token(
                     "the refresh_token grant needs refresh_token".to_owned(),
                 ));
             };
-            sessions::renew(&state, &refresh_token).await?
+            sessions::renew(&state, &refresh_token, &origin).await?
         }
         Some(_) => return Err(ApiError::UnsupportedGrantType),
         None => return Err(ApiError::InvalidRequest("grant_type is missing".to_owned())),
@@ -69,7 +67,51 @@ pub(super) async fn token(
     Ok(response)
 }
 
-fn parse(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiError> {
+/// The parameters of the revocation endpoint (RFC 7009 §2.1).
+#[derive(Debug, Deserialize)]
+struct RevokeRequest {
+    token: Option<Secret<String>>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7009: revoking a refresh token or an access token ends its session. Per §2.2 the
+/// answer is 200 whether or not the token was valid, so it reveals nothing.
+pub(super) async fn revoke(
+    State(state): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: RevokeRequest = parse(&headers, &body)?;
+    let Some(token) = request.token else {
+        return Err(ApiError::InvalidRequest("token is missing".to_owned()));
+    };
+    let idle = i64::try_from(state.config.session_idle_timeout.as_secs()).unwrap_or(i64::MAX);
+    let owner = match sessions::refresh_hash(token.expose()) {
+        Some(hash) => state
+            .store
+            .refresh_record(hash, crate::clock::now(), idle)
+            .await?
+            .map(|record| (record.user, record.session)),
+        None => state.guard.check_token(token.expose()).ok().map(|claims| {
+            (
+                crate::store::UserId(claims.sub),
+                crate::store::SessionId(claims.sid),
+            )
+        }),
+    };
+    if let Some((user, session)) = owner {
+        sessions::end_session(&state, &user, &session, "revoked", &origin).await?;
+    }
+    let mut response = axum::http::StatusCode::OK.into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
     let media_type = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())

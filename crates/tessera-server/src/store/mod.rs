@@ -37,6 +37,10 @@ pub struct User {
     pub username: String,
     /// Seconds since the epoch.
     pub created_at: i64,
+    /// Role names, carried in access tokens.
+    pub roles: Vec<String>,
+    /// A disabled user cannot log in or renew, and has no open session.
+    pub disabled: bool,
 }
 
 /// A user with what login needs.
@@ -46,8 +50,6 @@ pub struct Credentials {
     pub user: User,
     /// PHC string of the Argon2id hash.
     pub password_hash: String,
-    /// A disabled user cannot log in or renew.
-    pub disabled: bool,
 }
 
 /// A user about to be created.
@@ -72,25 +74,72 @@ pub struct NewSession {
     pub client_id: Option<String>,
     /// The client's `User-Agent`, if any.
     pub user_agent: Option<String>,
+    /// The client's IP address.
+    pub ip: Option<String>,
     /// Seconds since the epoch.
     pub created_at: i64,
     /// End of the absolute lifetime.
     pub expires_at: i64,
 }
 
-/// The outcome of presenting a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rotation {
-    /// The token was live; it is now spent and its successor stored.
-    Rotated {
-        /// The session it belongs to.
-        session: SessionId,
-        /// The session's user.
-        user: UserId,
-    },
-    /// The token is unknown, spent, or its session has ended, expired, idled out, or
-    /// belongs to a disabled user.
-    Refused,
+/// An open session as its user sees it in their list of devices.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// Id.
+    pub id: SessionId,
+    /// The client's label, if it gave one.
+    pub client_id: Option<String>,
+    /// The client's `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The client's IP address at login.
+    pub ip: Option<String>,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// Last login or renewal.
+    pub last_used_at: i64,
+    /// End of the absolute lifetime.
+    pub expires_at: i64,
+}
+
+/// What the store knows of a presented refresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    /// Its session.
+    pub session: SessionId,
+    /// The session's user.
+    pub user: UserId,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// When it was spent, if it was.
+    pub spent_at: Option<i64>,
+    /// The token that replaced it.
+    pub successor: Option<RefreshHash>,
+    /// The successor pair, sealed with a key derived from this token.
+    pub successor_sealed: Option<Vec<u8>>,
+    /// Whether the session may still renew at the time asked: not ended, before its
+    /// absolute end, used within the idle timeout, user enabled.
+    pub session_live: bool,
+    /// End of the session's absolute lifetime.
+    pub session_expires_at: i64,
+}
+
+/// A recorded security event.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEvent {
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// What happened: `login_succeeded`, `refresh_reuse_detected`, …
+    pub kind: String,
+    /// The user concerned, when known.
+    pub user_id: Option<String>,
+    /// The session concerned, when known.
+    pub session_id: Option<String>,
+    /// The client's IP address, when known.
+    pub ip: Option<String>,
+    /// The client's `User-Agent`, when known.
+    pub user_agent: Option<String>,
+    /// Free text without secrets.
+    pub detail: Option<String>,
 }
 
 /// A note of the demo API.
@@ -131,23 +180,59 @@ pub trait Store: Send + Sync + 'static {
     /// The user with this lower-cased username, with their hash.
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError>;
 
+    /// The user with this id, with their hash.
+    async fn credentials_by_id(&self, id: &UserId) -> Result<Option<Credentials>, StoreError>;
+
     /// The user with this id.
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError>;
+
+    /// Every user, oldest first.
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Replaces a user's password hash and ends their other sessions in one step;
+    /// the ids of the sessions ended.
+    async fn set_password(
+        &self,
+        user: &UserId,
+        password_hash: &str,
+        keep: Option<&SessionId>,
+        now: i64,
+    ) -> Result<Vec<SessionId>, StoreError>;
+
+    /// Disables or enables a user; disabling ends every session of theirs in the same
+    /// step. False when there is no such user.
+    async fn set_disabled(
+        &self,
+        user: &UserId,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Replaces a user's roles. False when there is no such user.
+    async fn set_roles(&self, user: &UserId, roles: &[String]) -> Result<bool, StoreError>;
 
     /// Opens a session with its first refresh token.
     async fn open_session(&self, session: NewSession, first: RefreshHash)
     -> Result<(), StoreError>;
 
-    /// Spends `presented` and stores `successor` in one atomic step, if `presented`
-    /// is live and its session may still be renewed at `now` (not ended, before its
-    /// absolute end, used within `idle_secs`, user enabled).
-    async fn rotate_refresh(
+    /// What is known of a presented refresh token at `now`.
+    async fn refresh_record(
+        &self,
+        presented: RefreshHash,
+        now: i64,
+        idle_secs: i64,
+    ) -> Result<Option<RefreshRecord>, StoreError>;
+
+    /// Spends `presented` and stores `successor` (with the sealed successor pair) in one
+    /// atomic step. False when `presented` was spent meanwhile: of any number of
+    /// concurrent calls with one token, exactly one returns true.
+    async fn spend_refresh(
         &self,
         presented: RefreshHash,
         successor: RefreshHash,
+        sealed: &[u8],
         now: i64,
-        idle_secs: i64,
-    ) -> Result<Rotation, StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Ends a session of `user`; false when it was not open.
     async fn end_session(
@@ -158,22 +243,36 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Ends every open session of `user` except `keep`; how many were ended.
+    /// Ends every open session of `user` except `keep`; the ids ended.
     async fn end_user_sessions(
         &self,
         user: &UserId,
         keep: Option<&SessionId>,
         reason: &str,
         now: i64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<SessionId>, StoreError>;
 
-    /// Whether the session is open and its user enabled.
-    async fn session_is_open(
+    /// The open sessions of `user` (not ended, not past their absolute end).
+    async fn open_sessions(
         &self,
-        session: &SessionId,
         user: &UserId,
         now: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// The user a session belongs to.
+    async fn session_owner(&self, session: &SessionId) -> Result<Option<UserId>, StoreError>;
+
+    /// Sessions ended at or after `since`, with when they ended, oldest first.
+    async fn ended_since(&self, since: i64) -> Result<Vec<(SessionId, i64)>, StoreError>;
+
+    /// Appends an audit event.
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The newest audit events, newest first, at most `limit`.
+    async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Deletes audit events older than `before`; how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Creates a note for `user`.
     async fn create_note(&self, user: &UserId, note: &Note) -> Result<(), StoreError>;

@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Credentials, NewSession, NewUser, Note, RefreshHash, Rotation, SessionId, Store, StoreError,
-    User, UserId,
+    AuditEvent, Credentials, NewSession, NewUser, Note, RefreshHash, RefreshRecord, SessionId,
+    SessionRecord, Store, StoreError, User, UserId,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -68,6 +68,29 @@ fn create_owner_only(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Ends the open sessions of `user` but `keep` inside a transaction; the ids ended.
+async fn end_sessions_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    user: &UserId,
+    keep: Option<&SessionId>,
+    reason: &str,
+    now: i64,
+) -> Result<Vec<SessionId>, StoreError> {
+    let ended: Vec<(String,)> = sqlx::query_as(
+        "UPDATE sessions SET ended_at = ?, end_reason = ?
+         WHERE user_id = ? AND ended_at IS NULL AND id IS NOT ?
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(&user.0)
+    .bind(keep.map(|session| session.0.as_str()))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(classify)?;
+    Ok(ended.into_iter().map(|(id,)| SessionId(id)).collect())
+}
+
 /// Sorts database failures into what callers act on.
 fn classify(error: sqlx::Error) -> StoreError {
     match &error {
@@ -98,18 +121,48 @@ fn note_from_row((id, title, body, created_at, updated_at): NoteRow) -> Note {
     }
 }
 
+/// Role names as stored: space-separated.
+fn split_roles(roles: &str) -> Vec<String> {
+    roles.split_whitespace().map(str::to_owned).collect()
+}
+
+type UserRow = (String, String, String, bool, i64, String);
+
+fn credentials_from_row(
+    (id, username, password_hash, disabled, created_at, roles): UserRow,
+) -> Credentials {
+    Credentials {
+        user: User {
+            id: UserId(id),
+            username,
+            created_at,
+            roles: split_roles(&roles),
+            disabled,
+        },
+        password_hash,
+    }
+}
+
+/// The columns every user query reads, in `UserRow` order.
+macro_rules! user_columns {
+    () => {
+        "id, username, password_hash, disabled, created_at, roles"
+    };
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, new: NewUser) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO users (id, username, username_key, password_hash, created_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, username, username_key, password_hash, created_at, roles)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&new.user.id.0)
         .bind(&new.user.username)
         .bind(&new.username_key)
         .bind(&new.password_hash)
         .bind(new.user.created_at)
+        .bind(new.user.roles.join(" "))
         .execute(&self.pool)
         .await
         .map_err(classify)?;
@@ -117,39 +170,99 @@ impl Store for SqliteStore {
     }
 
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
-        let row: Option<(String, String, String, bool, i64)> = sqlx::query_as(
-            "SELECT id, username, password_hash, disabled, created_at
-             FROM users WHERE username_key = ?",
-        )
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username_key = ?"
+        ))
         .bind(username_key)
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(row.map(
-            |(id, username, password_hash, disabled, created_at)| Credentials {
-                user: User {
-                    id: UserId(id),
-                    username,
-                    created_at,
-                },
-                password_hash,
-                disabled,
-            },
+        Ok(row.map(credentials_from_row))
+    }
+
+    async fn credentials_by_id(&self, id: &UserId) -> Result<Option<Credentials>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?"
         ))
+        .bind(&id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(credentials_from_row))
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>, StoreError> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT username, created_at FROM users WHERE id = ?")
-                .bind(&id.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        Ok(row.map(|(username, created_at)| User {
-            id: id.clone(),
-            username,
-            created_at,
-        }))
+        Ok(self.credentials_by_id(id).await?.map(|found| found.user))
+    }
+
+    async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, rowid"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| credentials_from_row(row).user)
+            .collect())
+    }
+
+    async fn set_password(
+        &self,
+        user: &UserId,
+        password_hash: &str,
+        keep: Option<&SessionId>,
+        now: i64,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(&user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let ended = end_sessions_in(&mut tx, user, keep, "password_changed", now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(ended)
+    }
+
+    async fn set_disabled(
+        &self,
+        user: &UserId,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let changed = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(disabled)
+            .bind(&user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        if disabled {
+            end_sessions_in(&mut tx, user, None, "user_disabled", now).await?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(changed == 1)
+    }
+
+    async fn set_roles(&self, user: &UserId, roles: &[String]) -> Result<bool, StoreError> {
+        let changed = sqlx::query("UPDATE users SET roles = ? WHERE id = ?")
+            .bind(roles.join(" "))
+            .bind(&user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(changed == 1)
     }
 
     async fn open_session(
@@ -159,14 +272,15 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query(
-            "INSERT INTO sessions
-               (id, user_id, client_id, user_agent, created_at, last_used_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, client_id, user_agent, ip, created_at,
+                                   last_used_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&session.id.0)
         .bind(&session.user_id.0)
         .bind(&session.client_id)
         .bind(&session.user_agent)
+        .bind(&session.ip)
         .bind(session.created_at)
         .bind(session.created_at)
         .bind(session.expires_at)
@@ -185,42 +299,88 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(classify)
     }
 
-    async fn rotate_refresh(
+    async fn refresh_record(
+        &self,
+        presented: RefreshHash,
+        now: i64,
+        idle_secs: i64,
+    ) -> Result<Option<RefreshRecord>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+            bool,
+            i64,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT r.session_id, s.user_id, u.roles, r.spent_at, r.successor_hash,
+                    r.successor_sealed,
+                    (s.ended_at IS NULL AND s.expires_at > ?1
+                     AND s.last_used_at + ?2 > ?1 AND u.disabled = 0),
+                    s.expires_at
+             FROM refresh_tokens r
+             JOIN sessions s ON s.id = r.session_id
+             JOIN users u ON u.id = s.user_id
+             WHERE r.token_hash = ?3",
+        )
+        .bind(now)
+        .bind(idle_secs)
+        .bind(&presented.0[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(row.map(
+            |(session, user, roles, spent_at, successor, sealed, live, expires_at)| RefreshRecord {
+                session: SessionId(session),
+                user: UserId(user),
+                roles: split_roles(&roles),
+                spent_at,
+                successor: successor
+                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                    .map(RefreshHash),
+                successor_sealed: sealed,
+                session_live: live,
+                session_expires_at: expires_at,
+            },
+        ))
+    }
+
+    async fn spend_refresh(
         &self,
         presented: RefreshHash,
         successor: RefreshHash,
+        sealed: &[u8],
         now: i64,
-        idle_secs: i64,
-    ) -> Result<Rotation, StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         // One conditional UPDATE decides: of any number of concurrent presentations
         // of the same token, exactly one finds `spent_at IS NULL`.
         let spent: Option<(String,)> = sqlx::query_as(
-            "UPDATE refresh_tokens SET spent_at = ?1
-             WHERE token_hash = ?2 AND spent_at IS NULL
-               AND session_id IN (
-                 SELECT s.id FROM sessions s JOIN users u ON u.id = s.user_id
-                 WHERE s.ended_at IS NULL AND s.expires_at > ?1
-                   AND s.last_used_at + ?3 > ?1 AND u.disabled = 0)
+            "UPDATE refresh_tokens
+             SET spent_at = ?, successor_hash = ?, successor_sealed = ?
+             WHERE token_hash = ? AND spent_at IS NULL
+               AND session_id IN (SELECT id FROM sessions WHERE ended_at IS NULL)
              RETURNING session_id",
         )
         .bind(now)
+        .bind(&successor.0[..])
+        .bind(sealed)
         .bind(&presented.0[..])
-        .bind(idle_secs)
         .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?;
         let Some((session_id,)) = spent else {
-            return Ok(Rotation::Refused);
+            return Ok(false);
         };
-
-        let (user_id,): (String,) =
-            sqlx::query_as("UPDATE sessions SET last_used_at = ? WHERE id = ? RETURNING user_id")
-                .bind(now)
-                .bind(&session_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
         )
@@ -231,11 +391,7 @@ impl Store for SqliteStore {
         .await
         .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-
-        Ok(Rotation::Rotated {
-            session: SessionId(session_id),
-            user: UserId(user_id),
-        })
+        Ok(true)
     }
 
     async fn end_session(
@@ -265,39 +421,139 @@ impl Store for SqliteStore {
         keep: Option<&SessionId>,
         reason: &str,
         now: i64,
-    ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "UPDATE sessions SET ended_at = ?, end_reason = ?
-             WHERE user_id = ? AND ended_at IS NULL AND id IS NOT ?",
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let ended = end_sessions_in(&mut tx, user, keep, reason, now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(ended)
+    }
+
+    async fn open_sessions(
+        &self,
+        user: &UserId,
+        now: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, client_id, user_agent, ip, created_at, last_used_at, expires_at
+             FROM sessions
+             WHERE user_id = ? AND ended_at IS NULL AND expires_at > ?
+             ORDER BY created_at, rowid",
         )
-        .bind(now)
-        .bind(reason)
         .bind(&user.0)
-        .bind(keep.map(|session| session.0.as_str()))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, client_id, user_agent, ip, created_at, last_used_at, expires_at)| {
+                    SessionRecord {
+                        id: SessionId(id),
+                        client_id,
+                        user_agent,
+                        ip,
+                        created_at,
+                        last_used_at,
+                        expires_at,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn session_owner(&self, session: &SessionId) -> Result<Option<UserId>, StoreError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT user_id FROM sessions WHERE id = ?")
+            .bind(&session.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(row.map(|(user,)| UserId(user)))
+    }
+
+    async fn ended_since(&self, since: i64) -> Result<Vec<(SessionId, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, ended_at FROM sessions
+             WHERE ended_at IS NOT NULL AND ended_at >= ? ORDER BY ended_at",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, ended_at)| (SessionId(id), ended_at))
+            .collect())
+    }
+
+    async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(event.at)
+        .bind(&event.kind)
+        .bind(&event.user_id)
+        .bind(&event.session_id)
+        .bind(&event.ip)
+        .bind(&event.user_agent)
+        .bind(&event.detail)
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(result.rows_affected())
+        Ok(())
     }
 
-    async fn session_is_open(
-        &self,
-        session: &SessionId,
-        user: &UserId,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = ? AND s.user_id = ? AND s.ended_at IS NULL
-               AND s.expires_at > ? AND u.disabled = 0",
+    async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT at, kind, user_id, session_id, ip, user_agent, detail
+             FROM audit_events ORDER BY id DESC LIMIT ?",
         )
-        .bind(&session.0)
-        .bind(&user.0)
-        .bind(now)
-        .fetch_optional(&self.pool)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(row.is_some())
+        Ok(rows
+            .into_iter()
+            .map(
+                |(at, kind, user_id, session_id, ip, user_agent, detail)| AuditEvent {
+                    at,
+                    kind,
+                    user_id,
+                    session_id,
+                    ip,
+                    user_agent,
+                    detail,
+                },
+            )
+            .collect())
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM audit_events WHERE at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(result.rows_affected())
     }
 
     async fn create_note(&self, user: &UserId, note: &Note) -> Result<(), StoreError> {
