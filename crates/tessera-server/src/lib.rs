@@ -65,6 +65,7 @@ const KEY_REFRESH_PERIOD: std::time::Duration = std::time::Duration::from_secs(2
 pub struct Server {
     listener: TcpListener,
     background: Background,
+    passwords: Passwords,
     router: axum::Router,
     store: SqliteStore,
     keys: Arc<KeyRing>,
@@ -108,24 +109,28 @@ impl Server {
         let horizon = key_admin::retain_secs(&config);
         let revocations = Arc::new(Revocations::new(horizon));
         let store_handle: Arc<dyn store::Store> = Arc::new(store.clone());
+        let passwords = Passwords::new(hashing_threads);
+        let throttle = Arc::new(LoginThrottle::new(ThrottleConfig::default()));
         let state = AppState {
             store: Arc::clone(&store_handle),
             guard: keys.guard(),
             keys: Arc::clone(&keys),
-            passwords: Passwords::new(hashing_threads),
+            passwords: passwords.clone(),
             revocations: Arc::clone(&revocations),
-            throttle: Arc::new(LoginThrottle::new(ThrottleConfig::default())),
+            throttle: Arc::clone(&throttle),
             config: Arc::new(config),
             issuer_url: Arc::from(issuer_url.as_str()),
         };
         let background = Background {
             store: store_handle,
+            throttle,
             revocations,
             audit_retention: config_audit_retention,
         };
         Ok(Self {
             listener,
             background,
+            passwords,
             router: routes::router(state),
             store,
             keys,
@@ -139,6 +144,14 @@ impl Server {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// How many password verifications have been computed so far, the dummy ones for
+    /// unknown users included; the returned function keeps counting after `serve`.
+    /// Proves, by counting rather than timing, that every login costs one hash.
+    pub fn verification_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let passwords = self.passwords.clone();
+        move || passwords.verifications_computed()
     }
 
     /// `http://` URL of the bound address.
@@ -163,6 +176,7 @@ impl Server {
             self.background.revocations,
             REVOCATION_POLL_PERIOD,
         ));
+        let throttle_pruning = tokio::spawn(prune_throttle(self.background.throttle));
         let audit_pruning = tokio::spawn(prune_audit(
             self.background.store,
             self.background.audit_retention,
@@ -177,6 +191,7 @@ impl Server {
         key_refresh.abort();
         revocation_feed.abort();
         audit_pruning.abort();
+        throttle_pruning.abort();
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -186,8 +201,18 @@ impl Server {
 /// Work that runs beside the listener while the server serves.
 struct Background {
     store: Arc<dyn store::Store>,
+    throttle: Arc<LoginThrottle>,
     revocations: Arc<Revocations>,
     audit_retention: std::time::Duration,
+}
+
+/// Forgets idle throttling entries every minute, so memory follows current traffic.
+async fn prune_throttle(throttle: Arc<LoginThrottle>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        ticks.tick().await;
+        throttle.prune(std::time::Instant::now());
+    }
 }
 
 /// Deletes audit events past their retention, hourly.

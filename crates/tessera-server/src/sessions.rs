@@ -126,11 +126,14 @@ pub async fn log_in(
     let hash = credentials
         .as_ref()
         .map(|found| found.password_hash.clone());
-    let matches = state
-        .passwords
-        .verify(password, hash)
-        .await
-        .map_err(crate::error::from_password_error)?;
+    let matches = match state.passwords.verify(password, hash).await {
+        Ok(matches) => matches,
+        Err(error) => {
+            // No verdict: the attempt must not count against the pair.
+            state.throttle.release(&key, throttle_ip, Instant::now());
+            return Err(crate::error::from_password_error(error));
+        }
+    };
     let Some(credentials) = credentials.filter(|found| matches && !found.user.disabled) else {
         state
             .throttle
@@ -390,12 +393,18 @@ pub async fn change_password(
     if let Err(throttled) = state.throttle.check(&key, throttle_ip, Instant::now()) {
         return Err(ApiError::Throttled(throttled.retry_after));
     }
-    if !state
+    let matches = match state
         .passwords
         .verify(current, Some(credentials.password_hash))
         .await
-        .map_err(crate::error::from_password_error)?
     {
+        Ok(matches) => matches,
+        Err(error) => {
+            state.throttle.release(&key, throttle_ip, Instant::now());
+            return Err(crate::error::from_password_error(error));
+        }
+    };
+    if !matches {
         state
             .throttle
             .record_failure(&key, throttle_ip, Instant::now());

@@ -25,8 +25,9 @@
 //!    the (at most 8) most recent successful clients still pass.
 //! 4. Attempts in flight: `check` reserves the attempt, and an attempt being evaluated
 //!    counts as a failure until its verdict arrives. So however many requests for one
-//!    pair arrive at once, at most the remaining free allowance is evaluated, and after
-//!    it one at a time (AUTH-37 (b)). Reservations never reported back lapse after 30 s.
+//!    pair arrive at once, at most the guesses that lock it (the free failures and the
+//!    one after) are evaluated, and after them one at a time, once each wait is over
+//!    (AUTH-37 (b)). Reservations never reported back lapse after 30 s.
 //!
 //! A client is an IPv4 address or an IPv6 /64, since anyone given IPv6 connectivity is
 //! given a whole /64 to pick addresses from. An account is the username key the store
@@ -327,13 +328,6 @@ impl LoginThrottle {
 
     /// The reserved attempt ended without a verdict (e.g. the hashing pool was busy),
     /// so it counts neither way.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "not yet called by the password grant; remove once it is"
-        )
-    )]
     pub(crate) fn release(&self, account: &str, ip: IpAddr, now: Instant) {
         let pair = (AccountKey::of(account), ClientKey::of(ip));
         let mut ledger = self.lock();
@@ -350,13 +344,6 @@ impl LoginThrottle {
 
     /// Forgets every record that can no longer change a decision. Call it now and then
     /// (every minute is plenty); full tables also sweep themselves.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "not yet called periodically by the server; remove once it is"
-        )
-    )]
     pub(crate) fn prune(&self, now: Instant) {
         let config = &self.config;
         let mut ledger = self.lock();
@@ -591,7 +578,13 @@ impl PairRecord {
         if !remaining.is_zero() {
             return Some(remaining);
         }
-        let allowance = config.free_failures.saturating_sub(self.failures).max(1);
+        // The free failures plus the one that starts the wait: a burst evaluates
+        // exactly as many guesses as lock the pair, never more.
+        let allowance = config
+            .free_failures
+            .saturating_add(1)
+            .saturating_sub(self.failures)
+            .max(1);
         (self.reservations.live(now) >= allowance).then_some(MIN_DELAY)
     }
 
@@ -911,7 +904,7 @@ mod tests {
     }
 
     #[test]
-    fn fifty_concurrent_attempts_for_one_pair_evaluate_only_the_free_allowance() {
+    fn fifty_concurrent_attempts_for_one_pair_evaluate_only_the_guesses_that_lock_it() {
         let throttle = LoginThrottle::new(ThrottleConfig::default());
         let (client, now) = (ip("203.0.113.9"), Instant::now());
 
@@ -923,22 +916,26 @@ mod tests {
             throttle.record_failure(ALICE, client, now);
         }
 
-        assert_eq!(evaluated, 3);
+        assert_eq!(evaluated, 4);
         assert!(
             results
                 .iter()
                 .filter_map(|result| result.err())
                 .all(|throttled| throttled.retry_after == secs(1))
         );
-        // Past the free allowance, one attempt at a time, and its failure costs 1 s.
-        assert_eq!(throttle.check(ALICE, client, now), Ok(()));
-        assert!(throttle.check(ALICE, client, now).is_err());
-        throttle.record_failure(ALICE, client, now);
+        // The fourth failure locked the pair: even the right password waits 1 s, and
+        // the next failure after the wait doubles it.
         assert_eq!(retry_after(throttle.check(ALICE, client, now)), secs(1));
+        assert_eq!(throttle.check(ALICE, client, now + secs(1)), Ok(()));
+        throttle.record_failure(ALICE, client, now + secs(1));
+        assert_eq!(
+            retry_after(throttle.check(ALICE, client, now + secs(1))),
+            secs(2)
+        );
     }
 
     #[test]
-    fn fifty_threads_at_once_evaluate_only_the_free_allowance() {
+    fn fifty_threads_at_once_evaluate_only_the_guesses_that_lock_the_pair() {
         let throttle = LoginThrottle::new(ThrottleConfig::default());
         let (client, now) = (ip("203.0.113.9"), Instant::now());
         let barrier = std::sync::Barrier::new(50);
@@ -959,14 +956,14 @@ mod tests {
                 .count()
         });
 
-        assert_eq!(passed, 3);
+        assert_eq!(passed, 4);
     }
 
     #[test]
     fn a_reservation_never_reported_back_lapses() {
         let throttle = LoginThrottle::new(ThrottleConfig::default());
         let (client, now) = (ip("198.51.100.7"), Instant::now());
-        for _ in 0..3 {
+        for _ in 0..4 {
             throttle.check(ALICE, client, now).unwrap();
         }
 
