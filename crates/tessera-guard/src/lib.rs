@@ -171,10 +171,11 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Refusal> {
     Ok(token)
 }
 
-/// RFC 9110 §11.2 token68, without the trailing `=` padding JWTs never carry.
+/// RFC 9110 §11.2 token68: URL-safe or standard base64 characters, then padding.
 fn is_token68(value: &str) -> bool {
-    !value.is_empty()
-        && value
+    let body = value.trim_end_matches('=');
+    !body.is_empty()
+        && body
             .bytes()
             .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
 }

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Audit events older than this are deleted.
     pub audit_retention: Duration,
+    /// File holding the credential resource servers present to the introspection
+    /// endpoint; without it the endpoint is off.
+    pub introspection_secret_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             refresh_grace: Duration::from_secs(10),
             trusted_proxies: Vec::new(),
             audit_retention: Duration::from_secs(90 * 24 * 60 * 60),
+            introspection_secret_file: None,
         }
     }
 }
@@ -115,10 +119,12 @@ pub struct ConfigLayer {
     pub trusted_proxies: Option<String>,
     /// `audit_retention`, a human duration
     pub audit_retention: Option<String>,
+    /// `introspection_secret_file`
+    pub introspection_secret_file: Option<PathBuf>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 17] = [
+pub const ENV_KEYS: [(&str, &str); 18] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
@@ -136,6 +142,10 @@ pub const ENV_KEYS: [(&str, &str); 17] = [
     ("refresh_grace", "TESSERA_REFRESH_GRACE"),
     ("trusted_proxies", "TESSERA_TRUSTED_PROXIES"),
     ("audit_retention", "TESSERA_AUDIT_RETENTION"),
+    (
+        "introspection_secret_file",
+        "TESSERA_INTROSPECTION_SECRET_FILE",
+    ),
 ];
 
 /// A configuration value that cannot be used, with the fix in the message.
@@ -220,6 +230,7 @@ impl ConfigLayer {
             refresh_grace: get("refresh_grace"),
             trusted_proxies: get("trusted_proxies"),
             audit_retention: get("audit_retention"),
+            introspection_secret_file: get("introspection_secret_file").map(PathBuf::from),
         })
     }
 
@@ -288,6 +299,9 @@ impl ConfigLayer {
         }
         if let Some(retention) = self.audit_retention {
             config.audit_retention = parse_duration("audit_retention", &retention)?;
+        }
+        if let Some(file) = self.introspection_secret_file {
+            config.introspection_secret_file = Some(file);
         }
         if let Some(bytes) = self.max_token_bytes {
             config.max_token_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);

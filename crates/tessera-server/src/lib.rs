@@ -37,6 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use sha2::Digest as _;
 use tessera_guard::Guard;
 use tessera_token::{KeyAlgorithm, SigningKey, Validator, ValidatorConfig};
 use tokio::net::TcpListener;
@@ -110,6 +111,14 @@ impl Server {
         let revocations = Arc::new(Revocations::new(horizon));
         let store_handle: Arc<dyn store::Store> = Arc::new(store.clone());
         let passwords = Passwords::new(hashing_threads);
+        let introspection = match &config.introspection_secret_file {
+            Some(file) => {
+                let secret = read_secret_file(file, "introspection_secret_file")?;
+                // It travels as a bearer credential: a final newline is not part of it.
+                Some(<[u8; 32]>::from(sha2::Sha256::digest(secret.trim_ascii())))
+            }
+            None => None,
+        };
         let throttle = Arc::new(LoginThrottle::new(ThrottleConfig::default()));
         let state = AppState {
             store: Arc::clone(&store_handle),
@@ -118,6 +127,7 @@ impl Server {
             passwords: passwords.clone(),
             revocations: Arc::clone(&revocations),
             throttle: Arc::clone(&throttle),
+            introspection,
             config: Arc::new(config),
             issuer_url: Arc::from(issuer_url.as_str()),
         };
@@ -286,25 +296,36 @@ fn open_key_ring(
 
 /// The HS256 secret: the file's bytes as they are, owner-only, at least 32 of them.
 fn read_hmac_secret(file: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let secret = read_secret_file(file, "hmac_secret_file")?;
+    SigningKey::hmac(&secret).map_err(|_| anyhow::anyhow!("cannot use the HS256 secret"))
+}
+
+/// A secret file's bytes as they are: owner-only, and at least 32 of them.
+fn read_secret_file(
+    file: &std::path::Path,
+    key: &str,
+) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
     use std::os::unix::fs::PermissionsExt as _;
-    let metadata = std::fs::metadata(file)
-        .with_context(|| format!("cannot read hmac_secret_file {}", file.display()))?;
+    let metadata =
+        std::fs::metadata(file).with_context(|| format!("cannot read {key} {}", file.display()))?;
     if metadata.permissions().mode() & 0o077 != 0 {
         anyhow::bail!(
-            "hmac_secret_file {} can be read by other users; run `chmod 600 {}`",
+            "{key} {} can be read by other users; run `chmod 600 {}`",
             file.display(),
             file.display()
         );
     }
     let secret = zeroize::Zeroizing::new(std::fs::read(file)?);
-    SigningKey::hmac(&secret).map_err(|_| {
-        anyhow::anyhow!(
-            "hmac_secret_file {} holds {} bytes; HS256 needs at least {}",
+    if secret.len() < tessera_token::MIN_HMAC_SECRET_BYTES {
+        anyhow::bail!(
+            "{key} {} holds {} bytes; use at least {} random bytes \
+             (e.g. `head -c 32 /dev/urandom > FILE`)",
             file.display(),
             secret.len(),
             tessera_token::MIN_HMAC_SECRET_BYTES
-        )
-    })
+        );
+    }
+    Ok(secret)
 }
 
 fn base_url(bound: SocketAddr) -> String {

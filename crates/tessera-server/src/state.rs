@@ -27,6 +27,9 @@ pub struct AppState {
     pub(crate) revocations: Arc<Revocations>,
     /// Login attempts per account and client, checked before any hash.
     pub(crate) throttle: Arc<LoginThrottle>,
+    /// SHA-256 of the credential resource servers present to the introspection
+    /// endpoint; `None` turns the endpoint off.
+    pub(crate) introspection: Option<[u8; 32]>,
     /// The effective configuration.
     pub config: Arc<ServerConfig>,
     /// The `iss` of issued tokens and the base of discovery URLs.

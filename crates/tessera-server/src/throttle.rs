@@ -157,6 +157,10 @@ impl ThrottleConfig {
     }
 }
 
+// Limitation: the counters live in this process; instances behind one load balancer
+// each count on their own. A shared store (Redis, with an atomic script) would remove
+// it.
+
 /// An attempt refused before evaluation; answer 429 with `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Throttled {

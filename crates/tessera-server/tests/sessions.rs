@@ -494,3 +494,69 @@ async fn roles_set_by_the_admin_reach_tokens_at_the_next_renewal() {
     .unwrap();
     assert_eq!(claims["roles"], json!(["admin"]));
 }
+
+#[tokio::test]
+async fn introspection_answers_resource_servers_holding_the_credential() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("introspection.secret");
+    let credential = "cmVzb3VyY2Utc2VydmVyLWNyZWRlbnRpYWwtMzItYnl0ZXM=";
+    std::fs::write(&secret_file, format!("{credential}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let app = app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
+    app.sign_up("nina").await;
+    let tokens = app.log_in("nina").await;
+    let introspect = |token: String, credential: &'static str| {
+        app.http
+            .post(app.url("/oauth/introspect"))
+            .bearer_auth(credential)
+            .form(&[("token", token)])
+            .send()
+    };
+
+    let access: Value = introspect(tokens.access.clone(), credential)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh: Value = introspect(tokens.refresh.clone(), credential)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let wrong_credential = introspect(tokens.access.clone(), "not the credential")
+        .await
+        .unwrap();
+    app.post("/auth/logout", &tokens.access).await;
+    let after_logout: Value = introspect(tokens.access.clone(), credential)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(access["active"], true);
+    assert_eq!(access["token_type"], "access_token");
+    assert_eq!(refresh["active"], true);
+    assert_eq!(refresh["sub"], access["sub"]);
+    assert_eq!(wrong_credential.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(after_logout, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn without_a_configured_credential_there_is_no_introspection() {
+    let app = app().await;
+
+    let response = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .bearer_auth("anything")
+        .form(&[("token", "x")])
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

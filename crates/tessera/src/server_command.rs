@@ -89,6 +89,11 @@ pub(crate) struct ConfigArgs {
     /// [default: 90days]
     #[arg(long, value_name = "DURATION")]
     audit_retention: Option<String>,
+    /// File with the credential resource servers send to /oauth/introspect as a bearer
+    /// token (0600, at least 32 bytes); the endpoint is off without it
+    /// [env: TESSERA_INTROSPECTION_SECRET_FILE]
+    #[arg(long, value_name = "FILE")]
+    introspection_secret_file: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -121,6 +126,7 @@ impl ConfigArgs {
             refresh_grace: self.refresh_grace,
             trusted_proxies: self.trusted_proxies,
             audit_retention: self.audit_retention,
+            introspection_secret_file: self.introspection_secret_file,
         };
         (file, flags)
     }

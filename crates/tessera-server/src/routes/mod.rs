@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(accounts::end_session),
         )
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/oauth/introspect", post(oauth::introspect))
         .route(
             "/userinfo",
             get(accounts::userinfo).post(accounts::userinfo),

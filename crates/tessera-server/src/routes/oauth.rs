@@ -8,6 +8,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use sha2::Digest as _;
 use tessera_token::Secret;
 
 use crate::error::ApiError;
@@ -109,6 +110,68 @@ pub(super) async fn revoke(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// RFC 7662 token introspection, for resource servers that want a live answer. They
+/// authenticate with the configured credential as a bearer token (§2.1 leaves the
+/// method open); without a configured credential the endpoint does not exist.
+pub(super) async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(expected) = state.introspection else {
+        return Err(ApiError::NotFound);
+    };
+    let presented = tessera_guard::bearer_token(&headers).map_err(|_| ApiError::InvalidToken)?;
+    let presented: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&presented, &expected).is_err() {
+        return Err(ApiError::InvalidToken);
+    }
+    let request: RevokeRequest = parse(&headers, &body)?;
+    let Some(token) = request.token else {
+        return Err(ApiError::InvalidRequest("token is missing".to_owned()));
+    };
+    let answer = introspection_of(&state, token.expose()).await?;
+    let mut response = Json(answer).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// What RFC 7662 §2.2 says of a token: `active` and, when active, its claims.
+async fn introspection_of(state: &AppState, token: &str) -> Result<serde_json::Value, ApiError> {
+    let inactive = serde_json::json!({"active": false});
+    let now = crate::clock::now();
+    if let Some(hash) = sessions::refresh_hash(token) {
+        let idle = i64::try_from(state.config.session_idle_timeout.as_secs()).unwrap_or(i64::MAX);
+        let Some(record) = state.store.refresh_record(hash, now, idle).await? else {
+            return Ok(inactive);
+        };
+        if !record.session_live || record.spent_at.is_some() {
+            return Ok(inactive);
+        }
+        return Ok(serde_json::json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "sub": record.user.0,
+            "sid": record.session.0,
+            "iss": state.issuer_url.as_ref(),
+            "exp": record.session_expires_at,
+        }));
+    }
+    let Ok(claims) = state.guard.check_token(token) else {
+        return Ok(inactive);
+    };
+    if state.revocations.contains(&claims.sid) {
+        return Ok(inactive);
+    }
+    let mut answer =
+        serde_json::to_value(&claims).map_err(|error| ApiError::Internal(error.into()))?;
+    answer["active"] = serde_json::json!(true);
+    answer["token_type"] = serde_json::json!("access_token");
+    Ok(answer)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
