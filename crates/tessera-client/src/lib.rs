@@ -32,7 +32,7 @@ mod store;
 
 pub use error::{Error, StoreError};
 pub use server_url::ServerUrl;
-pub use session::Session;
+pub use session::{LogoutScope, Session};
 pub use store::{FileStore, MemoryStore, RenewalLock, StoredTokens, TokenStore};
 
 /// The HTTP method type used by [`Session::send`], re-exported so callers

@@ -17,6 +17,17 @@ use crate::{Error, RenewalLock, ServerUrl, StoreError, StoredTokens, TokenStore}
 const TOKEN_PATH: &str = "/oauth/token";
 const LOGOUT_PATH: &str = "/auth/logout";
 
+/// Which sessions [`Session::logout_sessions`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// This session only.
+    ThisSession,
+    /// Every other session of the user; this one stays logged in.
+    OtherSessions,
+    /// Every session of the user, this one included.
+    Everywhere,
+}
+
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -220,6 +231,13 @@ impl Session {
     /// them, so the logout can be retried; [`forget`](Self::forget) drops
     /// them without asking the server.
     pub async fn logout(&self) -> Result<(), Error> {
+        self.logout_sessions(LogoutScope::ThisSession).await
+    }
+
+    /// Ends the sessions `scope` names. Ending this session (alone or with the
+    /// others) forgets its tokens as [`Session::logout`] does; ending only the
+    /// others keeps this one logged in.
+    pub async fn logout_sessions(&self, scope: LogoutScope) -> Result<(), Error> {
         let mut cached = self.tokens.lock().await;
         let tokens = match self.usable_tokens(&mut cached, None).await {
             Ok(tokens) => tokens,
@@ -228,7 +246,12 @@ impl Session {
             Err(error) => return Err(error),
         };
 
-        let url = self.server.join(LOGOUT_PATH)?;
+        let mut url = self.server.join(LOGOUT_PATH)?;
+        match scope {
+            LogoutScope::ThisSession => {}
+            LogoutScope::OtherSessions => url.set_query(Some("scope=others")),
+            LogoutScope::Everywhere => url.set_query(Some("scope=global")),
+        }
         let response = self
             .http
             .post(url)
@@ -242,6 +265,12 @@ impl Session {
             return Err(status_error(response).await);
         }
 
+        if scope == LogoutScope::OtherSessions {
+            if !status.is_success() {
+                return Err(status_error(response).await);
+            }
+            return Ok(());
+        }
         self.clear_if_holding(&tokens.refresh_token).await?;
         *cached = Cached::Loaded(None);
         Ok(())

@@ -225,7 +225,14 @@ pub async fn renew(
                 .spend_refresh(presented_hash, successor, &sealed, now)
                 .await?
             {
-                tracing::info!(user = %record.user.0, session = %record.session.0, "refresh");
+                let ip = origin.ip_text();
+                let actor = Actor {
+                    user: Some(&record.user.0),
+                    session: Some(&record.session.0),
+                    ip: ip.as_deref(),
+                    user_agent: origin.user_agent.as_deref(),
+                };
+                audit::record(state, "refresh", actor, None).await;
                 return Ok(token_response(
                     pair.access_token,
                     pair.refresh_token,

@@ -1,11 +1,13 @@
 //! `tessera logout`: ends the session on the server and forgets its
-//! tokens; `--local` only forgets them, for a server that is gone.
+//! tokens; `--others` ends the user's other sessions and stays logged in,
+//! `--everywhere` ends them all; `--local` only forgets the tokens, for a
+//! server that is gone.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use tessera_client::TokenStore;
+use tessera_client::{LogoutScope, TokenStore};
 
 use super::{ServerChoice, chosen_server, credentials, on_store, session};
 
@@ -17,8 +19,17 @@ pub(crate) struct LogoutArgs {
 
     /// Only forget the tokens on this machine, without telling the server
     /// (the session then stays valid there until its refresh token expires)
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["others", "everywhere"])]
     local: bool,
+
+    /// End every other session of this user (other devices) and stay logged
+    /// in here
+    #[arg(long, conflicts_with = "everywhere")]
+    others: bool,
+
+    /// End every session of this user, on every device, this one included
+    #[arg(long)]
+    everywhere: bool,
 }
 
 pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
@@ -40,12 +51,31 @@ pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    session.logout().await.with_context(|| {
+    let scope = if args.others {
+        LogoutScope::OtherSessions
+    } else if args.everywhere {
+        LogoutScope::Everywhere
+    } else {
+        LogoutScope::ThisSession
+    };
+    session.logout_sessions(scope).await.with_context(|| {
         format!(
             "cannot end the session on {server}; the tokens are kept so you \
              can retry (or use --local to only forget them)"
         )
     })?;
-    println!("Logged out of {server} ({})", tokens.username);
+    match scope {
+        LogoutScope::OtherSessions => println!(
+            "Ended the other sessions of {} on {server}; still logged in here",
+            tokens.username
+        ),
+        LogoutScope::Everywhere => println!(
+            "Logged out of {server} ({}) on every device",
+            tokens.username
+        ),
+        LogoutScope::ThisSession => {
+            println!("Logged out of {server} ({})", tokens.username);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
