@@ -11,7 +11,7 @@ use tessera_token::Secret;
 
 use std::time::Instant;
 
-use crate::audit::{self, Actor};
+use crate::audit::{self, Subject};
 use crate::clock;
 use crate::error::ApiError;
 use crate::origin::Origin;
@@ -108,14 +108,9 @@ pub async fn log_in(
     // a wrong password, so the answer tells nothing about which (no enumeration).
     let key = username_key(username.trim());
     let ip = origin.ip_text();
-    let actor = Actor {
-        ip: ip.as_deref(),
-        user_agent: origin.user_agent.as_deref(),
-        ..Actor::default()
-    };
     let throttle_ip = origin.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     if let Err(throttled) = state.throttle.check(&key, throttle_ip, Instant::now()) {
-        audit::record(state, "login_throttled", actor, None).await;
+        audit::record(state, "login_throttled", origin, Subject::default(), None).await;
         return Err(ApiError::Throttled(throttled.retry_after));
     }
     let credentials = if key.is_empty() {
@@ -138,7 +133,7 @@ pub async fn log_in(
         state
             .throttle
             .record_failure(&key, throttle_ip, Instant::now());
-        audit::record(state, "login_failed", actor, None).await;
+        audit::record(state, "login_failed", origin, Subject::default(), None).await;
         return Err(ApiError::InvalidGrant(BAD_CREDENTIALS));
     };
     state
@@ -159,12 +154,8 @@ pub async fn log_in(
     let session_id = session.id.clone();
     let expires_at = session.expires_at;
     state.store.open_session(session, refresh_hash).await?;
-    let actor = Actor {
-        user: Some(&credentials.user.id.0),
-        session: Some(&session_id.0),
-        ..actor
-    };
-    audit::record(state, "login_succeeded", actor, None).await;
+    let subject = Subject::of(&credentials.user.id, &session_id);
+    audit::record(state, "login_succeeded", origin, subject, None).await;
     let user = &credentials.user;
     let (access_token, access_expires_at) =
         mint_access(state, &user.id, &session_id, &user.roles, now, expires_at)?;
@@ -225,14 +216,8 @@ pub async fn renew(
                 .spend_refresh(presented_hash, successor, &sealed, now)
                 .await?
             {
-                let ip = origin.ip_text();
-                let actor = Actor {
-                    user: Some(&record.user.0),
-                    session: Some(&record.session.0),
-                    ip: ip.as_deref(),
-                    user_agent: origin.user_agent.as_deref(),
-                };
-                audit::record(state, "refresh", actor, None).await;
+                let subject = Subject::of(&record.user, &record.session);
+                audit::record(state, "refresh", origin, subject, None).await;
                 return Ok(token_response(
                     pair.access_token,
                     pair.refresh_token,
@@ -296,14 +281,8 @@ async fn reuse_detected(state: &AppState, record: &RefreshRecord, origin: &Origi
     if ended {
         state.revocations.insert([(&record.session, now)]);
     }
-    let ip = origin.ip_text();
-    let actor = Actor {
-        user: Some(&record.user.0),
-        session: Some(&record.session.0),
-        ip: ip.as_deref(),
-        user_agent: origin.user_agent.as_deref(),
-    };
-    audit::record(state, "refresh_reuse_detected", actor, None).await;
+    let subject = Subject::of(&record.user, &record.session);
+    audit::record(state, "refresh_reuse_detected", origin, subject, None).await;
     ApiError::InvalidGrant(REUSED_REFRESH)
 }
 
@@ -343,15 +322,9 @@ pub async fn log_out(
     state
         .revocations
         .insert(ended.iter().map(|ended| (ended, now)));
-    let ip = origin.ip_text();
-    let actor = Actor {
-        user: Some(&user.0),
-        session: Some(&session.0),
-        ip: ip.as_deref(),
-        user_agent: origin.user_agent.as_deref(),
-    };
     let detail = format!("{} sessions ended", ended.len());
-    audit::record(state, reason, actor, Some(&detail)).await;
+    let subject = Subject::of(user, session);
+    audit::record(state, reason, origin, subject, Some(&detail)).await;
     Ok(())
 }
 
@@ -367,14 +340,8 @@ pub async fn end_session(
     let ended = state.store.end_session(session, user, reason, now).await?;
     if ended {
         state.revocations.insert([(session, now)]);
-        let ip = origin.ip_text();
-        let actor = Actor {
-            user: Some(&user.0),
-            session: Some(&session.0),
-            ip: ip.as_deref(),
-            user_agent: origin.user_agent.as_deref(),
-        };
-        audit::record(state, reason, actor, None).await;
+        let subject = Subject::of(user, session);
+        audit::record(state, reason, origin, subject, None).await;
     }
     Ok(ended)
 }
@@ -435,15 +402,9 @@ pub async fn change_password(
     state
         .revocations
         .insert(ended.iter().map(|ended| (ended, now)));
-    let ip = origin.ip_text();
-    let actor = Actor {
-        user: Some(&user.0),
-        session: Some(&session.0),
-        ip: ip.as_deref(),
-        user_agent: origin.user_agent.as_deref(),
-    };
     let detail = format!("{} other sessions ended", ended.len());
-    audit::record(state, "password_changed", actor, Some(&detail)).await;
+    let subject = Subject::of(user, session);
+    audit::record(state, "password_changed", origin, subject, Some(&detail)).await;
     Ok(())
 }
 
