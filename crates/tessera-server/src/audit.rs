@@ -10,8 +10,8 @@ use crate::store::{AuditEvent, SessionId, UserId};
 /// Which user and session an event concerns, when known.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Subject<'a> {
-    user: Option<&'a UserId>,
-    session: Option<&'a SessionId>,
+    pub(crate) user: Option<&'a UserId>,
+    pub(crate) session: Option<&'a SessionId>,
 }
 
 impl<'a> Subject<'a> {

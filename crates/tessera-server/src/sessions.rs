@@ -129,11 +129,17 @@ pub async fn log_in(
             return Err(crate::error::from_password_error(error));
         }
     };
+    let known_user = credentials.as_ref().map(|found| found.user.id.clone());
     let Some(credentials) = credentials.filter(|found| matches && !found.user.disabled) else {
         state
             .throttle
             .record_failure(&key, throttle_ip, Instant::now());
-        audit::record(state, "login_failed", origin, Subject::default(), None).await;
+        // For the audit trail only: which account was tried, when it exists.
+        let subject = Subject {
+            user: known_user.as_ref(),
+            session: None,
+        };
+        audit::record(state, "login_failed", origin, subject, None).await;
         return Err(ApiError::InvalidGrant(BAD_CREDENTIALS));
     };
     state
@@ -153,7 +159,15 @@ pub async fn log_in(
     };
     let session_id = session.id.clone();
     let expires_at = session.expires_at;
-    state.store.open_session(session, refresh_hash).await?;
+    if !state
+        .store
+        .open_session(session, refresh_hash, &credentials.password_hash)
+        .await?
+    {
+        // The password changed or the user was disabled while the hash was checked.
+        tracing::debug!(reason = "credentials_changed", "login refused");
+        return Err(ApiError::InvalidGrant(BAD_CREDENTIALS));
+    }
     let subject = Subject::of(&credentials.user.id, &session_id);
     audit::record(state, "login_succeeded", origin, subject, None).await;
     let user = &credentials.user;

@@ -560,3 +560,101 @@ async fn without_a_configured_credential_there_is_no_introspection() {
 
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+/// Logs in again and again with `password` from 8 client addresses for `for_how_long`;
+/// every pair obtained.
+async fn login_storm(
+    app: &App,
+    username: &str,
+    password: &str,
+    for_how_long: Duration,
+) -> Vec<Pair> {
+    let deadline = tokio::time::Instant::now() + for_how_long;
+    let mut tasks = Vec::new();
+    for client in 1..=8 {
+        let http = reqwest::Client::builder()
+            .local_address(
+                format!("127.0.5.{client}")
+                    .parse::<std::net::IpAddr>()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let url = app.url("/oauth/token");
+        let (username, password) = (username.to_owned(), password.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut pairs = Vec::new();
+            for _ in 0..15 {
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                let form = [
+                    ("grant_type", "password"),
+                    ("username", username.as_str()),
+                    ("password", password.as_str()),
+                ];
+                let response = http.post(&url).form(&form).send().await.unwrap();
+                if response.status() == StatusCode::OK {
+                    pairs.push(pair(response).await);
+                }
+            }
+            pairs
+        }));
+    }
+    let mut pairs = Vec::new();
+    for task in tasks {
+        pairs.extend(task.await.unwrap());
+    }
+    pairs
+}
+
+#[tokio::test]
+async fn logins_racing_a_password_change_leave_no_live_session() {
+    let app = app().await;
+    app.sign_up("oscar").await;
+    let owner = app.log_in("oscar").await;
+
+    let storm = login_storm(&app, "oscar", "correct horse", Duration::from_millis(2500));
+    let change = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        app.http
+            .post(app.url("/auth/password"))
+            .bearer_auth(&owner.access)
+            .json(&json!({"current_password": "correct horse", "new_password": "a new secret"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let (stolen, changed) = tokio::join!(storm, change);
+
+    assert_eq!(changed, StatusCode::NO_CONTENT);
+    assert!(!stolen.is_empty(), "the storm never logged in");
+    for pair in &stolen {
+        assert_eq!(app.status(&pair.access).await, StatusCode::UNAUTHORIZED);
+        refused(app.refresh(&pair.refresh).await).await;
+    }
+    assert_eq!(app.status(&owner.access).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn logins_racing_a_disable_leave_no_live_session_even_after_enabling() {
+    let app = app().await;
+    app.sign_up("petra").await;
+    let admin = Admin::open(&app.config).await.unwrap();
+
+    let storm = login_storm(&app, "petra", "correct horse", Duration::from_millis(2500));
+    let disable = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        admin.set_disabled("petra", true).await.unwrap();
+    };
+    let (stolen, ()) = tokio::join!(storm, disable);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    admin.set_disabled("petra", false).await.unwrap();
+
+    assert!(!stolen.is_empty(), "the storm never logged in");
+    for pair in &stolen {
+        assert_eq!(app.status(&pair.access).await, StatusCode::UNAUTHORIZED);
+        refused(app.refresh(&pair.refresh).await).await;
+    }
+}

@@ -211,9 +211,15 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces a user's roles. False when there is no such user.
     async fn set_roles(&self, user: &UserId, roles: &[String]) -> Result<bool, StoreError>;
 
-    /// Opens a session with its first refresh token.
-    async fn open_session(&self, session: NewSession, first: RefreshHash)
-    -> Result<(), StoreError>;
+    /// Opens a session with its first refresh token, only if the user still holds
+    /// `verified_hash` and is enabled: a login that checked the old password while the
+    /// password changed or the user was disabled opens nothing. False then.
+    async fn open_session(
+        &self,
+        session: NewSession,
+        first: RefreshHash,
+        verified_hash: &str,
+    ) -> Result<bool, StoreError>;
 
     /// What is known of a presented refresh token at `now`.
     async fn refresh_record(

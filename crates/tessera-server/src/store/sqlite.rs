@@ -269,24 +269,34 @@ impl Store for SqliteStore {
         &self,
         session: NewSession,
         first: RefreshHash,
-    ) -> Result<(), StoreError> {
+        verified_hash: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        sqlx::query(
+        // Writes are serialised: a password change or a disable either commits before
+        // this insert (which then finds no matching user and inserts nothing) or after
+        // it (and then ends this session with the others).
+        let opened = sqlx::query(
             "INSERT INTO sessions (id, user_id, client_id, user_agent, ip, created_at,
                                    last_used_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             SELECT ?, id, ?, ?, ?, ?, ?, ?
+             FROM users WHERE id = ? AND password_hash = ? AND disabled = 0",
         )
         .bind(&session.id.0)
-        .bind(&session.user_id.0)
         .bind(&session.client_id)
         .bind(&session.user_agent)
         .bind(&session.ip)
         .bind(session.created_at)
         .bind(session.created_at)
         .bind(session.expires_at)
+        .bind(&session.user_id.0)
+        .bind(verified_hash)
         .execute(&mut *tx)
         .await
-        .map_err(classify)?;
+        .map_err(classify)?
+        .rows_affected();
+        if opened != 1 {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
         )
@@ -296,7 +306,8 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        tx.commit().await.map_err(classify)
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
     }
 
     async fn refresh_record(
