@@ -50,7 +50,7 @@ impl Admin {
             .map_err(|error| anyhow::anyhow!("{error}"))?;
         crate::sessions::check_password(password.expose())
             .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let password_hash = Passwords::new(1).hash(password).await?;
+        let password_hash = Passwords::new(1)?.hash(password).await?;
         let user = User {
             id: UserId(uuid::Uuid::new_v4().to_string()),
             username: username.to_owned(),

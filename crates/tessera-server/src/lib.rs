@@ -110,7 +110,7 @@ impl Server {
         let horizon = key_admin::retain_secs(&config);
         let revocations = Arc::new(Revocations::new(horizon));
         let store_handle: Arc<dyn store::Store> = Arc::new(store.clone());
-        let passwords = Passwords::new(hashing_threads);
+        let passwords = Passwords::new(hashing_threads)?;
         let introspection = match &config.introspection_secret_file {
             Some(file) => {
                 let secret = read_secret_file(file, "introspection_secret_file")?;
