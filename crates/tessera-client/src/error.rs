@@ -25,6 +25,16 @@ pub enum Error {
         path: String,
     },
 
+    /// A full URL names another server (or a path outside this one's
+    /// prefix); the access token is never sent there.
+    #[error("refusing to send the token to {url}: it is not on {server}")]
+    ForeignUrl {
+        /// The URL as given.
+        url: String,
+        /// The session's server.
+        server: String,
+    },
+
     /// The server could not be reached or the exchange broke off.
     #[error("could not talk to the server")]
     Network(#[source] reqwest::Error),
@@ -134,6 +144,13 @@ pub enum StoreError {
         /// What the parser found.
         #[source]
         source: serde_json::Error,
+    },
+
+    /// The OS keyring could not be used or refused the request.
+    #[error("{reason}")]
+    Keyring {
+        /// What went wrong, without any secret.
+        reason: String,
     },
 
     /// A blocking store call could not finish (its thread was cancelled).

@@ -33,6 +33,8 @@ mod store;
 pub use error::{Error, StoreError};
 pub use server_url::ServerUrl;
 pub use session::{LogoutScope, Session};
+#[cfg(feature = "keyring")]
+pub use store::KeyringStore;
 pub use store::{FileStore, MemoryStore, RenewalLock, StoredTokens, TokenStore};
 
 /// The HTTP method type used by [`Session::send`], re-exported so callers

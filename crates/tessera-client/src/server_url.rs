@@ -77,6 +77,39 @@ impl ServerUrl {
         Ok(url)
     }
 
+    /// The URL a request `target` names: a path on this server (as in
+    /// [`join`](Self::join)), or a full URL that must have this server's
+    /// origin and lie under its path prefix, since the access token goes
+    /// with it.
+    pub fn resolve(&self, target: &str) -> Result<Url, Error> {
+        if target.starts_with('/') {
+            return self.join(target);
+        }
+        let foreign = || Error::ForeignUrl {
+            url: target.to_owned(),
+            server: self.0.clone(),
+        };
+        let url = Url::parse(target).map_err(|_| Error::InvalidPath {
+            path: target.to_owned(),
+        })?;
+        let base = Url::parse(&self.0).map_err(|_| foreign())?;
+        if url.origin() != base.origin()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(foreign());
+        }
+        // `Url::parse` has already folded `..` segments away, so the prefix
+        // check sees the path the request will really use.
+        let prefix = base.path().trim_end_matches('/');
+        let path = url.path();
+        if !prefix.is_empty() && path != prefix && !path.starts_with(&format!("{prefix}/")) {
+            return Err(foreign());
+        }
+        Ok(url)
+    }
+
     /// Whether the server is reached over plain HTTP on a host other than
     /// the loopback interface, where passwords and tokens could be read on
     /// the way.
@@ -169,6 +202,29 @@ mod tests {
             assert!(server.join(path).is_err(), "{path} was accepted");
         }
         assert!(server.join("/api/notes?limit=2").is_ok());
+    }
+
+    #[test]
+    fn full_urls_are_accepted_only_on_the_same_server() {
+        let server = ServerUrl::parse("http://127.0.0.1:8080/auth").unwrap();
+
+        let url = server
+            .resolve("http://127.0.0.1:8080/auth/api/notes")
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/auth/api/notes");
+        assert!(server.resolve("/api/notes").is_ok());
+        for target in [
+            "http://127.0.0.1:8081/auth/api/notes",
+            "https://127.0.0.1:8080/auth/api/notes",
+            "http://localhost:8080/auth/api/notes",
+            "http://127.0.0.1:8080/other",
+            "http://127.0.0.1:8080/authx",
+            "http://127.0.0.1:8080/auth/../other",
+            "http://u@127.0.0.1:8080/auth/x",
+            "ftp://127.0.0.1:8080/auth/x",
+        ] {
+            assert!(server.resolve(target).is_err(), "{target} was accepted");
+        }
     }
 
     #[test]

@@ -6,12 +6,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{ACCEPT, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, DATE, HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode, Url, redirect};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
+use crate::store::access_claims;
 use crate::{Error, RenewalLock, ServerUrl, StoreError, StoredTokens, TokenStore};
 
 const TOKEN_PATH: &str = "/oauth/token";
@@ -60,6 +61,49 @@ struct TokenResponse {
     token_type: String,
     expires_in: u64,
     refresh_token: Option<String>,
+}
+
+/// A token endpoint's answer and what its headers said about time.
+struct Grant {
+    answer: TokenResponse,
+    /// When the answer arrived, on the local clock.
+    arrived: SystemTime,
+    /// The answer's `Date` header: the same moment on the server's clock.
+    server_date: Option<SystemTime>,
+}
+
+impl Grant {
+    /// The tokens this grant gives `username`, keeping `previous_refresh`
+    /// when the server sent no new refresh token.
+    fn into_tokens(
+        self,
+        server: &ServerUrl,
+        username: &str,
+        previous_refresh: Option<&str>,
+    ) -> Result<StoredTokens, Error> {
+        let (expires_at, offset) = expiry(
+            self.arrived,
+            self.server_date,
+            self.answer.expires_in,
+            &self.answer.access_token,
+        );
+        // RFC 6749 §6 lets a server keep the old refresh token; ours
+        // rotates it, and the new one replaces the spent one.
+        let refresh_token = self
+            .answer
+            .refresh_token
+            .or_else(|| previous_refresh.map(str::to_owned))
+            .ok_or_else(|| Error::InvalidResponse("the answer has no refresh token".into()))?;
+        Ok(StoredTokens {
+            server: server.clone(),
+            username: username.to_owned(),
+            access_token: self.answer.access_token,
+            refresh_token,
+            expires_at,
+            lifetime_secs: self.answer.expires_in,
+            server_clock_offset_secs: offset,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -133,18 +177,10 @@ impl Session {
         }
 
         let mut cached = self.tokens.lock().await;
-        let (grant, arrived) = self.grant(&form).await?;
-        let refresh_token = grant.refresh_token.clone().ok_or_else(|| {
-            Error::InvalidResponse("the login answer has no refresh token".into())
-        })?;
-        let tokens = StoredTokens {
-            server: self.server.clone(),
-            username: username.to_owned(),
-            access_token: grant.access_token,
-            refresh_token,
-            expires_at: expiry(arrived, grant.expires_in),
-            lifetime_secs: grant.expires_in,
-        };
+        let tokens = self
+            .grant(&form)
+            .await?
+            .into_tokens(&self.server, username, None)?;
 
         self.save(&tokens).await?;
         *cached = Cached::Loaded(Some(tokens.clone()));
@@ -187,10 +223,28 @@ impl Session {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Response, Error> {
-        let url = self.server.join(path)?;
+        self.send_with_headers(method, path, HeaderMap::new(), body)
+            .await
+    }
+
+    /// Like [`send`](Self::send), with extra request `headers` and a
+    /// `target` that is either a path or a full URL on this session's
+    /// server (see [`ServerUrl::resolve`]); any other URL is refused, so the
+    /// token never leaves for another origin. An `Authorization` header in
+    /// `headers` is dropped: the session's own token goes there.
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        target: &str,
+        headers: HeaderMap,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, Error> {
+        let url = self.server.resolve(target)?;
         let token = self.access_token().await?;
 
-        let response = self.send_with(&method, &url, body, &token).await?;
+        let response = self
+            .send_with(&method, &url, &headers, body, &token)
+            .await?;
         if !rejects_token(&response) {
             return Ok(response);
         }
@@ -199,8 +253,44 @@ impl Session {
             let mut cached = self.tokens.lock().await;
             self.usable_tokens(&mut cached, Some(&token)).await?
         };
-        self.send_with(&method, &url, body, &renewed.access_token)
+        self.send_with(&method, &url, &headers, body, &renewed.access_token)
             .await
+    }
+
+    /// Sends a request with `access_token` as it is, bypassing the store:
+    /// no renewal and no retry. For a token handed over from elsewhere,
+    /// such as a script's environment. `target` is checked as in
+    /// [`send_with_headers`](Self::send_with_headers).
+    pub async fn send_with_access_token(
+        &self,
+        access_token: &str,
+        method: Method,
+        target: &str,
+        headers: HeaderMap,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, Error> {
+        let url = self.server.resolve(target)?;
+        self.send_with(&method, &url, &headers, body, access_token)
+            .await
+    }
+
+    /// Fetches a public document (no token) from this server, such as
+    /// `/.well-known/jwks.json`, and decodes it as JSON.
+    pub async fn fetch_public_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let url = self.server.join(path)?;
+        let response = self
+            .http
+            .get(url)
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(Error::Network)?;
+        if !response.status().is_success() {
+            return Err(status_error(response).await);
+        }
+        response.json().await.map_err(|error| {
+            Error::InvalidResponse(format!("the body is not the JSON expected: {error}"))
+        })
     }
 
     /// Like [`send`](Self::send), but turns an error status into
@@ -295,8 +385,11 @@ impl Session {
         cached: &mut Cached,
         rejected: Option<&str>,
     ) -> Result<StoredTokens, Error> {
+        // A fresh jitter per check spreads the renewals of many clients
+        // that were given tokens at the same moment.
+        let jitter = jitter();
         let fit = |tokens: &StoredTokens| {
-            !tokens.needs_renewal(SystemTime::now())
+            !tokens.needs_renewal_with_jitter(SystemTime::now(), jitter)
                 && rejected != Some(tokens.access_token.as_str())
         };
 
@@ -333,7 +426,7 @@ impl Session {
             form.push(("client_id", client_id));
         }
 
-        let (grant, arrived) = match self.grant(&form).await {
+        let grant = match self.grant(&form).await {
             Ok(answer) => answer,
             Err(error) if error.server_code() == Some("invalid_grant") => {
                 // Expired, revoked or already spent: this session is over
@@ -347,26 +440,19 @@ impl Session {
             Err(error) => return Err(error),
         };
 
-        let renewed = StoredTokens {
-            server: self.server.clone(),
-            username: current.username.clone(),
-            access_token: grant.access_token,
-            // RFC 6749 §6 lets a server keep the old refresh token; ours
-            // rotates it, and the new one replaces the spent one.
-            refresh_token: grant
-                .refresh_token
-                .unwrap_or_else(|| current.refresh_token.clone()),
-            expires_at: expiry(arrived, grant.expires_in),
-            lifetime_secs: grant.expires_in,
-        };
+        let renewed = grant.into_tokens(
+            &self.server,
+            &current.username,
+            Some(&current.refresh_token),
+        )?;
         self.save(&renewed).await?;
         *cached = Cached::Loaded(Some(renewed.clone()));
         Ok(renewed)
     }
 
-    /// Posts a grant to the token endpoint; returns the answer and when it
-    /// arrived, from which the expiry is counted.
-    async fn grant(&self, form: &[(&str, &str)]) -> Result<(TokenResponse, SystemTime), Error> {
+    /// Posts a grant to the token endpoint; returns the answer with when it
+    /// arrived by both clocks, from which the expiry is counted.
+    async fn grant(&self, form: &[(&str, &str)]) -> Result<Grant, Error> {
         let url = self.server.join(TOKEN_PATH)?;
         let response = self
             .http
@@ -377,6 +463,11 @@ impl Session {
             .await
             .map_err(Error::Network)?;
         let arrived = SystemTime::now();
+        let server_date = response
+            .headers()
+            .get(DATE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| httpdate::parse_http_date(value).ok());
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
@@ -393,19 +484,27 @@ impl Session {
                 printable(&grant.token_type)
             )));
         }
-        Ok((grant, arrived))
+        Ok(Grant {
+            answer: grant,
+            arrived,
+            server_date,
+        })
     }
 
     async fn send_with(
         &self,
         method: &Method,
         url: &Url,
+        headers: &HeaderMap,
         body: Option<&serde_json::Value>,
         access_token: &str,
     ) -> Result<Response, Error> {
+        let mut headers = headers.clone();
+        headers.remove(AUTHORIZATION);
         let mut request = self
             .http
             .request(method.clone(), url.clone())
+            .headers(headers)
             .bearer_auth(access_token);
         if let Some(body) = body {
             request = request.json(body);
@@ -467,14 +566,51 @@ impl fmt::Debug for Session {
     }
 }
 
-/// When a token granted for `lifetime_secs` at `arrived` expires, in Unix
-/// seconds. The arrival time is rounded down so the estimate errs early.
-fn expiry(arrived: SystemTime, lifetime_secs: u64) -> u64 {
-    let arrived = arrived
-        .duration_since(UNIX_EPOCH)
+/// When a token granted at `arrived` expires on the local clock, in Unix
+/// seconds, and the server's clock minus the local one.
+///
+/// The lifetime is `expires_in`, or, when the answer had a `Date` and the
+/// token an `exp` claim, the time from one to the other if shorter: both
+/// are on the server's clock, so the local clock's error cancels out. The
+/// arrival time is rounded down so the estimate errs early.
+fn expiry(
+    arrived: SystemTime,
+    server_date: Option<SystemTime>,
+    expires_in: u64,
+    access_token: &str,
+) -> (u64, i64) {
+    let arrived = unix_secs(arrived);
+    let Some(server_date) = server_date.map(unix_secs) else {
+        return (arrived.saturating_add(expires_in), 0);
+    };
+    let offset = i64::try_from(server_date)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(arrived).unwrap_or(i64::MAX));
+
+    let exp = access_claims(access_token)
+        .and_then(|claims| claims.get("exp").and_then(serde_json::Value::as_u64));
+    let lifetime = match exp {
+        Some(exp) => expires_in.min(exp.saturating_sub(server_date)),
+        None => expires_in,
+    };
+    (arrived.saturating_add(lifetime), offset)
+}
+
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
         .map(|since| since.as_secs())
-        .unwrap_or(0);
-    arrived.saturating_add(lifetime_secs)
+        .unwrap_or(0)
+}
+
+/// A number in [0, 1) that differs between calls and processes. Jitter
+/// needs no strong randomness: the standard library's per-map hash keys
+/// are random enough and save a dependency.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(unix_secs(SystemTime::now()));
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether the server refused the access token itself (RFC 6750 §3.1), as

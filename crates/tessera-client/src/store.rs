@@ -1,8 +1,10 @@
 //! Where tokens live between requests and between runs (step 3 of the
 //! loop): the [`TokenStore`] trait, the [`StoredTokens`] it keeps, and the
-//! in-memory and file implementations.
+//! in-memory, file and OS keyring implementations.
 
 mod file;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod memory;
 
 use std::fmt;
@@ -11,6 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use file::FileStore;
+#[cfg(feature = "keyring")]
+pub use keyring::KeyringStore;
 pub use memory::MemoryStore;
 
 use crate::{ServerUrl, StoreError};
@@ -23,12 +27,17 @@ const RENEW_AT_FRACTION_LEFT: u64 = 5;
 /// not renewed needlessly.
 const MAX_RENEWAL_MARGIN: Duration = Duration::from_secs(60);
 
+/// Jitter widens the renewal margin by at most this fraction of it.
+const JITTER_SHARE: f64 = 10.0;
+
 /// The tokens of one logged-in user on one server.
 ///
-/// `expires_at` is computed from the server's `expires_in` and the moment
-/// its answer arrived, never from the token's own `exp` claim: what counts
-/// is how long the server said the token lives, so a local clock that is
-/// off by minutes changes nothing.
+/// `expires_at` is on the local clock: the moment the server's answer
+/// arrived plus how long the token still lives by the server's own clock
+/// (`expires_in`, or the `exp` claim minus the answer's `Date` header when
+/// that is sooner). A local clock that is hours off therefore changes
+/// nothing; `server_clock_offset_secs` records by how much it is off, to
+/// read the server's timestamps (such as claims) in local terms.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredTokens {
     /// The server these tokens belong to.
@@ -44,6 +53,10 @@ pub struct StoredTokens {
     /// The access token's lifetime as granted (`expires_in`), in seconds.
     #[serde(default)]
     pub lifetime_secs: u64,
+    /// The server's clock minus the local clock, in seconds, as measured
+    /// from the `Date` header of the last token answer (0 if it had none).
+    #[serde(default)]
+    pub server_clock_offset_secs: i64,
 }
 
 impl StoredTokens {
@@ -61,12 +74,48 @@ impl StoredTokens {
     /// it has expired, or less than a fifth of its lifetime (at most
     /// 60 seconds) is left.
     pub fn needs_renewal(&self, now: SystemTime) -> bool {
-        let lifetime = Duration::from_secs(self.lifetime_secs);
-        let margin = (lifetime / RENEW_AT_FRACTION_LEFT as u32).min(MAX_RENEWAL_MARGIN);
+        self.needs_renewal_with_jitter(now, 0.0)
+    }
+
+    /// Like [`needs_renewal`](Self::needs_renewal), with the margin widened
+    /// by `jitter` (0.0 to 1.0) times a tenth of itself, so that many
+    /// clients given tokens at the same moment do not all renew at once.
+    pub fn needs_renewal_with_jitter(&self, now: SystemTime, jitter: f64) -> bool {
+        let margin = self.renewal_margin();
+        let margin = margin + margin.mul_f64(jitter.clamp(0.0, 1.0) / JITTER_SHARE);
         match self.time_left(now) {
             Some(left) => left <= margin,
             None => true,
         }
+    }
+
+    /// How long before expiry renewal starts: a fifth of the lifetime, at
+    /// most a minute.
+    pub fn renewal_margin(&self) -> Duration {
+        let lifetime = Duration::from_secs(self.lifetime_secs);
+        (lifetime / RENEW_AT_FRACTION_LEFT as u32).min(MAX_RENEWAL_MARGIN)
+    }
+}
+
+/// The claims of a JWT access token, decoded but **not verified**: for
+/// display and for reading the `exp` claim next to the server's `Date`.
+/// `None` when the token is not a JWT with a JSON object payload.
+pub(crate) fn access_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use base64::Engine;
+
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl StoredTokens {
+    /// The access token's claims, decoded without checking the signature
+    /// (the server checks it; this is for showing the user's roles and
+    /// such). `None` if the token is not a JWT.
+    pub fn unverified_claims(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        access_claims(&self.access_token)
     }
 }
 
@@ -81,6 +130,7 @@ impl fmt::Debug for StoredTokens {
             .field("refresh_token", &"[redacted]")
             .field("expires_at", &self.expires_at)
             .field("lifetime_secs", &self.lifetime_secs)
+            .field("server_clock_offset_secs", &self.server_clock_offset_secs)
             .finish()
     }
 }
@@ -145,6 +195,7 @@ pub(crate) mod tests {
             refresh_token: format!("refresh-secret-{username}"),
             expires_at: 1_000,
             lifetime_secs: 100,
+            server_clock_offset_secs: 0,
         }
     }
 
@@ -189,6 +240,16 @@ pub(crate) mod tests {
 
         assert!(!tokens.needs_renewal(at(9, 500)));
         assert!(tokens.needs_renewal(at(9, 600)));
+    }
+
+    #[test]
+    fn jitter_only_ever_renews_a_little_earlier() {
+        let tokens = sample("http://127.0.0.1:1", "alice");
+
+        assert!(!tokens.needs_renewal_with_jitter(at(977, 900), 1.0));
+        assert!(tokens.needs_renewal_with_jitter(at(978, 0), 1.0));
+        assert!(!tokens.needs_renewal_with_jitter(at(979, 0), 0.0));
+        assert!(!tokens.needs_renewal_with_jitter(at(977, 0), 5.0));
     }
 
     #[test]

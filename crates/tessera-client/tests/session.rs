@@ -31,6 +31,9 @@ struct Mock {
     api_calls: usize,
     logouts: usize,
     last_form: HashMap<String, String>,
+    /// The mock's clock minus the real one; access tokens then carry an
+    /// `exp` claim and answers a `Date` header on the mock's clock.
+    clock_skew_secs: Option<i64>,
 }
 
 type Shared = Arc<Mutex<Mock>>;
@@ -51,7 +54,14 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 fn issue(mock: &mut Mock, expires_in: u64) -> Value {
     mock.issued += 1;
-    let access = format!("access-{}", mock.issued);
+    let mut access = format!("access-{}", mock.issued);
+    if let Some(skew) = mock.clock_skew_secs {
+        use base64::Engine;
+        let exp = skewed_now(skew) + expires_in as i64;
+        let claims = json!({"exp": exp, "n": mock.issued}).to_string();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims);
+        access = format!("eyJhbGciOiJub25lIn0.{payload}.sig");
+    }
     let refresh = format!("refresh-{}", mock.issued);
     mock.live_access.insert(access.clone());
     mock.live_refresh.insert(refresh.clone());
@@ -98,7 +108,8 @@ async fn token(State(mock): State<Shared>, Form(form): Form<HashMap<String, Stri
                 return bad_grant();
             }
             let expires_in = mock.login_expires_in;
-            Json(issue(&mut mock, expires_in)).into_response()
+            let answer = Json(issue(&mut mock, expires_in)).into_response();
+            with_date(&mock, answer)
         }
         Some("refresh_token") => {
             let presented = form.get("refresh_token").cloned();
@@ -108,7 +119,8 @@ async fn token(State(mock): State<Shared>, Form(form): Form<HashMap<String, Stri
             }
             mock.refreshes += 1;
             let expires_in = mock.refresh_expires_in;
-            Json(issue(&mut mock, expires_in)).into_response()
+            let answer = Json(issue(&mut mock, expires_in)).into_response();
+            with_date(&mock, answer)
         }
         _ => (
             StatusCode::BAD_REQUEST,
@@ -116,6 +128,20 @@ async fn token(State(mock): State<Shared>, Form(form): Form<HashMap<String, Stri
         )
             .into_response(),
     }
+}
+
+fn skewed_now(skew: i64) -> i64 {
+    unix_now() as i64 + skew
+}
+
+/// Sets the `Date` header to the mock's (skewed) clock.
+fn with_date(mock: &Mock, mut response: Response) -> Response {
+    if let Some(skew) = mock.clock_skew_secs {
+        let date = UNIX_EPOCH + Duration::from_secs(skewed_now(skew) as u64);
+        let value = httpdate::fmt_http_date(date).parse().unwrap();
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
 }
 
 async fn notes(State(mock): State<Shared>, headers: HeaderMap) -> Response {
@@ -482,4 +508,41 @@ async fn logout_with_an_expired_token_renews_first() {
     assert_eq!(harness.count(|m| m.refreshes), 1);
     assert_eq!(harness.count(|m| m.logouts), 1);
     assert_eq!(harness.stored(), None);
+}
+
+#[tokio::test]
+async fn a_server_clock_two_hours_off_changes_neither_expiry_nor_renewal() {
+    for skew in [2 * 3_600, -2 * 3_600] {
+        let harness = start(|mock| mock.clock_skew_secs = Some(skew)).await;
+
+        harness.session.login("alice", "pw").await.unwrap();
+        harness.notes().await;
+
+        let stored = harness.stored().unwrap();
+        let expected = unix_now() + 900;
+        assert!(stored.expires_at.abs_diff(expected) <= 2, "skew {skew}");
+        assert!(stored.server_clock_offset_secs.abs_diff(skew) <= 2);
+        assert_eq!(harness.count(|m| m.refreshes), 0, "skew {skew}");
+    }
+}
+
+#[tokio::test]
+async fn renewal_comes_on_time_when_the_server_clock_is_two_hours_behind() {
+    let harness = start(|mock| {
+        mock.clock_skew_secs = Some(-2 * 3_600);
+        mock.login_expires_in = 2;
+        mock.refresh_expires_in = 900;
+    })
+    .await;
+    harness.session.login("alice", "pw").await.unwrap();
+
+    harness.notes().await;
+    let before = harness.count(|m| m.refreshes);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    harness.notes().await;
+    harness.notes().await;
+
+    assert_eq!(before, 0);
+    assert_eq!(harness.count(|m| m.refreshes), 1);
+    assert_eq!(harness.count(|m| m.api_calls), 3, "no request was refused");
 }

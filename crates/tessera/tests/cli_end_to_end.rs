@@ -295,6 +295,9 @@ async fn cli_logs_in_renews_silently_and_logs_out() {
             "--username",
             USERNAME,
             "--password-stdin",
+            // The file, so the test can inspect it and never touches the
+            // keyring of whoever runs it.
+            "--insecure-storage",
         ],
         &format!("{PASSWORD}\n"),
     );

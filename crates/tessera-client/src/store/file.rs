@@ -73,6 +73,8 @@ struct ServerEntry {
     expires_at: u64,
     #[serde(default)]
     lifetime_secs: u64,
+    #[serde(default)]
+    server_clock_offset_secs: i64,
 }
 
 impl FileStore {
@@ -220,6 +222,7 @@ impl TokenStore for FileStore {
             refresh_token: entry.refresh_token,
             expires_at: entry.expires_at,
             lifetime_secs: entry.lifetime_secs,
+            server_clock_offset_secs: entry.server_clock_offset_secs,
         }))
     }
 
@@ -230,6 +233,7 @@ impl TokenStore for FileStore {
             refresh_token: tokens.refresh_token.clone(),
             expires_at: tokens.expires_at,
             lifetime_secs: tokens.lifetime_secs,
+            server_clock_offset_secs: tokens.server_clock_offset_secs,
         };
         self.update(|file| {
             file.servers.insert(tokens.server.clone(), entry);
@@ -296,7 +300,7 @@ fn refuse_if_shared(_path: &Path, _metadata: &fs::Metadata) -> Result<(), StoreE
 }
 
 #[cfg(unix)]
-fn create_private_folder(folder: &Path) -> std::io::Result<()> {
+pub(super) fn create_private_folder(folder: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
     fs::DirBuilder::new()
@@ -308,14 +312,14 @@ fn create_private_folder(folder: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn create_private_folder(folder: &Path) -> std::io::Result<()> {
+pub(super) fn create_private_folder(folder: &Path) -> std::io::Result<()> {
     fs::create_dir_all(folder)
 }
 
 /// Opens (creating, owner-only) and locks the file at `path`, waiting for
 /// any other holder; the lock goes when the file is closed.
 #[cfg(unix)]
-fn lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
+pub(super) fn lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
     use std::os::unix::fs::OpenOptionsExt;
 
     use rustix::fs::{FlockOperation, flock};
@@ -339,7 +343,7 @@ fn lock_exclusive(path: &Path) -> std::io::Result<Option<File>> {
 }
 
 #[cfg(not(unix))]
-fn lock_exclusive(_path: &Path) -> std::io::Result<Option<File>> {
+pub(super) fn lock_exclusive(_path: &Path) -> std::io::Result<Option<File>> {
     // No `flock` here: parallel processes may race to renew, and the one
     // presenting an already spent refresh token can be logged out.
     Ok(None)

@@ -1,14 +1,19 @@
 //! `tessera login`: asks for the user name and password (or reads the
-//! password from standard input), logs in with the password grant, and
-//! keeps the tokens in the credentials file.
+//! password from standard input), logs in with the password grant, keeps
+//! the tokens in the system keyring (else the credentials file) and
+//! records the profile.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use tessera_client::{MemoryStore, ServerUrl};
 
-use super::{ServerChoice, credentials, on_store, required_server, session};
+use super::profiles::Profiles;
+use super::storage::{self, StoreKind};
+use super::{ServerChoice, on_store, required_target, session_with};
 
 /// Arguments of `tessera login`.
 #[derive(Debug, Args)]
@@ -24,11 +29,24 @@ pub(crate) struct LoginArgs {
     /// asking for it, for scripts
     #[arg(long)]
     password_stdin: bool,
+
+    /// Keep the tokens in the owner-only credentials file, without trying
+    /// the system keyring
+    #[arg(long)]
+    insecure_storage: bool,
 }
 
 pub(crate) async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
-    let store = credentials()?;
-    let server = required_server(&store, &args.server).await?;
+    // `--profile NAME --server URL` names a new profile; `--profile NAME`
+    // alone logs in again to the server of an existing one.
+    let (server, name) = match (&args.server.server, &args.server.profile) {
+        (Some(url), name) => (ServerUrl::parse(url)?, name.clone()),
+        (None, Some(name)) => match Profiles::load().await?.find(name) {
+            Some(target) => (target.server, None),
+            None => bail!("no profile `{name}` yet: add --server URL to create it"),
+        },
+        (None, None) => (required_target(&args.server).await?.server, None),
+    };
     if server.is_cleartext_remote() {
         eprintln!(
             "warning: {server} is not HTTPS; the password and tokens cross \
@@ -57,13 +75,39 @@ pub(crate) async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
         bail!("the password is empty");
     }
 
-    let session = session(&store, server.clone())?;
-    session
+    // Logged in against memory first; the tokens then go to the keyring
+    // or the file, whichever works.
+    let session = session_with(server.clone(), Arc::new(MemoryStore::new()))?;
+    let tokens = session
         .login(&username, &password)
         .await
         .with_context(|| format!("cannot log in to {server}"))?;
-    let default = server.clone();
-    on_store(&store, move |store| store.set_default_server(&default)).await?;
+
+    let mut profiles = Profiles::load().await?;
+    let previous = profiles.get(&server).map(|profile| profile.store);
+    let file = storage::file_store()?;
+    let insecure = args.insecure_storage;
+    let saved = on_store(&file, move |file| {
+        storage::save_new_tokens(&tokens, insecure, storage::keyring, file)
+    })
+    .await?;
+    if let Some(warning) = &saved.warning {
+        eprintln!("{warning}");
+    }
+    if saved.kind == StoreKind::File && previous == Some(StoreKind::Keyring) {
+        // The keyring still holds the previous login's tokens: remove
+        // them (best effort) so only one copy exists.
+        let key = server.clone();
+        if let Ok(keyring) = storage::keyring() {
+            let _ = on_store(&keyring, move |keyring| keyring.clear(&key)).await;
+        }
+    }
+    if saved.kind == StoreKind::File {
+        let default = server.clone();
+        on_store(&file, move |file| file.set_default_server(&default)).await?;
+    }
+    profiles.record_login(&server, name.as_deref(), saved.kind);
+    profiles.save().await?;
 
     println!("Logged in to {server} as {username}");
     Ok(ExitCode::SUCCESS)

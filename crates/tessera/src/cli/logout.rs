@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use tessera_client::{LogoutScope, TokenStore};
+use tessera_client::LogoutScope;
 
-use super::{ServerChoice, chosen_server, credentials, on_store, session};
+use super::profiles::Profiles;
+use super::{ServerChoice, chosen_target, on_store, session};
 
 /// Arguments of `tessera logout`.
 #[derive(Debug, Args)]
@@ -28,25 +29,27 @@ pub(crate) struct LogoutArgs {
     others: bool,
 
     /// End every session of this user, on every device, this one included
-    #[arg(long)]
+    #[arg(long, visible_alias = "all")]
     everywhere: bool,
 }
 
 pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
-    let store = credentials()?;
-    let Some(server) = chosen_server(&store, &args.server).await? else {
+    let Some(target) = chosen_target(&args.server).await? else {
         eprintln!("not logged in");
         return Ok(ExitCode::FAILURE);
     };
+    let server = target.server.clone();
+    let (session, store) = session(&target)?;
     let key = server.clone();
     let Some(tokens) = on_store(&store, move |store| store.load(&key)).await? else {
         eprintln!("not logged in to {server}");
+        forget_profile(&server, args.others).await?;
         return Ok(ExitCode::FAILURE);
     };
 
-    let session = session(&store, server.clone())?;
     if args.local {
         session.forget().await?;
+        forget_profile(&server, false).await?;
         println!("Forgot the tokens of {} on {server}", tokens.username);
         return Ok(ExitCode::SUCCESS);
     }
@@ -64,6 +67,7 @@ pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
              can retry (or use --local to only forget them)"
         )
     })?;
+    forget_profile(&server, scope == LogoutScope::OtherSessions).await?;
     match scope {
         LogoutScope::OtherSessions => println!(
             "Ended the other sessions of {} on {server}; still logged in here",
@@ -78,4 +82,18 @@ pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Drops `server`'s profile once its tokens are gone (not when only the
+/// other sessions ended).
+async fn forget_profile(
+    server: &tessera_client::ServerUrl,
+    still_logged_in: bool,
+) -> anyhow::Result<()> {
+    if still_logged_in {
+        return Ok(());
+    }
+    let mut profiles = Profiles::load().await?;
+    profiles.remove(server);
+    profiles.save().await
 }

@@ -1,14 +1,18 @@
-//! `tessera status`: which servers hold tokens, for which user, how long
-//! the access token still lasts and where the tokens are kept. Reads the
-//! credentials file only; nothing is sent to a server.
+//! `tessera status`: which server, which user and roles, how long the
+//! access token still lasts, and where the tokens are kept. Reads the
+//! profile and its store only; nothing is sent to a server. Exit code 1
+//! when logged out.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use tessera_client::{FileStore, ServerUrl, TokenStore};
+use tessera_client::StoredTokens;
 
-use super::{ServerChoice, chosen_server, credentials, on_store};
+use super::storage;
+use super::{
+    EXIT_LOGGED_OUT, ServerChoice, chosen_target, on_store, session, token_from_environment,
+};
 
 /// Arguments of `tessera status`.
 #[derive(Debug, Args)]
@@ -18,48 +22,79 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let store = credentials()?;
-    let Some(server) = chosen_server(&store, &args.server).await? else {
-        eprintln!("not logged in");
-        return Ok(ExitCode::FAILURE);
-    };
+    if let Some(token) = token_from_environment() {
+        println!("using the access token in TESSERA_TOKEN (stored tokens are ignored)");
+        let claims = tessera_token_claims(&token);
+        print_identity(claims.as_ref());
+        return Ok(ExitCode::SUCCESS);
+    }
 
+    let Some(target) = chosen_target(&args.server).await? else {
+        eprintln!("not logged in: run `tessera login --server URL`");
+        return Ok(ExitCode::from(EXIT_LOGGED_OUT));
+    };
+    let server = target.server.clone();
+    let (_session, store) = session(&target)?;
     let key = server.clone();
     let Some(tokens) = on_store(&store, move |store| store.load(&key)).await? else {
-        eprintln!("not logged in to {server}");
-        return Ok(ExitCode::FAILURE);
+        eprintln!("not logged in to {server}: run `tessera login --server {server}`");
+        return Ok(ExitCode::from(EXIT_LOGGED_OUT));
     };
 
-    let is_default = on_store(&store, FileStore::default_server).await? == Some(server.clone());
-    print_status(&store, &server, is_default, &tokens);
+    let name = target
+        .profile
+        .as_ref()
+        .and_then(|profile| profile.name.as_deref())
+        .map(|name| format!(" (profile {name})"))
+        .unwrap_or_default();
+    println!("{server}{name}");
+    println!("  user:          {}", tokens.username);
+    print_identity(tokens.unverified_claims().as_ref());
+    println!("  access token:  {}", time_left(&tokens));
+    println!(
+        "  stored in:     {}",
+        storage::describe(target.profile.map(|profile| profile.store))?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(
-    store: &FileStore,
-    server: &ServerUrl,
-    is_default: bool,
-    tokens: &tessera_client::StoredTokens,
-) {
+fn tessera_token_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    super::token::decode(token).ok().map(|(_, claims)| claims)
+}
+
+/// The roles (and the subject, when there is no stored user name) from
+/// the access token's claims.
+fn print_identity(claims: Option<&serde_json::Map<String, serde_json::Value>>) {
+    let Some(claims) = claims else {
+        return;
+    };
+    let roles: Vec<&str> = claims
+        .get("roles")
+        .and_then(serde_json::Value::as_array)
+        .map(|roles| roles.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    let roles = if roles.is_empty() {
+        "none".to_owned()
+    } else {
+        roles.join(", ")
+    };
+    println!("  roles:         {roles}");
+}
+
+fn time_left(tokens: &StoredTokens) -> String {
     let now = SystemTime::now();
-    let access = match tokens.time_left(now) {
-        Some(left) => format!("valid for {}", human(left)),
+    match tokens.time_left(now) {
+        Some(left) => format!("valid for {}; renewed automatically", human(left)),
         None => {
             let expired_at = SystemTime::UNIX_EPOCH + Duration::from_secs(tokens.expires_at);
             let ago = now.duration_since(expired_at).unwrap_or_default();
-            format!("expired {} ago", human(ago))
+            format!("expired {} ago; the next command renews it", human(ago))
         }
-    };
-
-    let marker = if is_default { " (default)" } else { "" };
-    println!("{server}{marker}");
-    println!("  user:          {}", tokens.username);
-    println!("  access token:  {access}; renewed automatically");
-    println!("  stored in:     {}", store.path().display());
+    }
 }
 
 /// `1h 5m`, `4m 12s`, `9s`: two units at most, enough to plan by.
-fn human(duration: Duration) -> String {
+pub(super) fn human(duration: Duration) -> String {
     let secs = duration.as_secs();
     let (days, hours) = (secs / 86_400, secs / 3_600 % 24);
     let (minutes, seconds) = (secs / 60 % 60, secs % 60);
