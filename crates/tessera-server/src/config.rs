@@ -54,6 +54,9 @@ pub struct ServerConfig {
     /// File holding the credential resource servers present to the introspection
     /// endpoint; without it the endpoint is off.
     pub introspection_secret_file: Option<PathBuf>,
+    /// Origins (`scheme://host[:port]`) of single-page apps allowed to call the API
+    /// cross-origin with bearer tokens.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             audit_retention: Duration::from_secs(90 * 24 * 60 * 60),
             introspection_secret_file: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -121,10 +125,12 @@ pub struct ConfigLayer {
     pub audit_retention: Option<String>,
     /// `introspection_secret_file`
     pub introspection_secret_file: Option<PathBuf>,
+    /// `cors_origins`, comma-separated
+    pub cors_origins: Option<String>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 18] = [
+pub const ENV_KEYS: [(&str, &str); 19] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
@@ -146,6 +152,7 @@ pub const ENV_KEYS: [(&str, &str); 18] = [
         "introspection_secret_file",
         "TESSERA_INTROSPECTION_SECRET_FILE",
     ),
+    ("cors_origins", "TESSERA_CORS_ORIGINS"),
 ];
 
 /// A configuration value that cannot be used, with the fix in the message.
@@ -231,6 +238,7 @@ impl ConfigLayer {
             trusted_proxies: get("trusted_proxies"),
             audit_retention: get("audit_retention"),
             introspection_secret_file: get("introspection_secret_file").map(PathBuf::from),
+            cors_origins: get("cors_origins"),
         })
     }
 
@@ -299,6 +307,9 @@ impl ConfigLayer {
         }
         if let Some(retention) = self.audit_retention {
             config.audit_retention = parse_duration("audit_retention", &retention)?;
+        }
+        if let Some(origins) = self.cors_origins {
+            config.cors_origins = parse_origins(&origins)?;
         }
         if let Some(file) = self.introspection_secret_file {
             config.introspection_secret_file = Some(file);
@@ -443,6 +454,31 @@ fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
         value: value.to_owned(),
         hint: "give an IP address and port, such as 127.0.0.1:8080 or [::1]:8080".to_owned(),
     })
+}
+
+/// Comma-separated origins, each exactly `scheme://host[:port]` as browsers send it.
+fn parse_origins(list: &str) -> Result<Vec<axum::http::HeaderValue>, ConfigError> {
+    let invalid = |origin: &str| ConfigError::Value {
+        key: "cors_origins",
+        value: origin.to_owned(),
+        hint: "give origins such as https://app.example.com,http://localhost:3000 \
+               (scheme, host and port; no path, no *)"
+            .to_owned(),
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let authority = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .ok_or_else(|| invalid(origin))?;
+            if authority.is_empty() || authority.contains(['/', '*', ' ', '?', '#', '@']) {
+                return Err(invalid(origin));
+            }
+            axum::http::HeaderValue::from_str(origin).map_err(|_| invalid(origin))
+        })
+        .collect()
 }
 
 fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {

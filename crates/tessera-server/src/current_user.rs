@@ -4,6 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use crate::cookies;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{SessionId, UserId};
@@ -21,11 +22,26 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The guard logs why a token was refused.
-        let claims = state
-            .guard
-            .check(&parts.headers)
-            .map_err(|_| ApiError::InvalidToken)?;
+        // A bearer token when there is one; otherwise the browser's access cookie, which
+        // must pass the CSRF check on unsafe methods. The guard logs why a token was
+        // refused.
+        let claims = match state.guard.check(&parts.headers) {
+            Ok(claims) => claims,
+            Err(tessera_guard::Refusal::Missing) => {
+                let token = cookies::get(&parts.headers, cookies::ACCESS_COOKIE)
+                    .ok_or(ApiError::InvalidToken)?;
+                let claims = state
+                    .guard
+                    .check_token(token)
+                    .map_err(|_| ApiError::InvalidToken)?;
+                if !cookies::csrf_allows(&parts.method, &parts.headers) {
+                    tracing::debug!("cookie request refused: CSRF token or origin");
+                    return Err(ApiError::CsrfRefused);
+                }
+                claims
+            }
+            Err(_) => return Err(ApiError::InvalidToken),
+        };
         // A logged-out session or a disabled user (whose sessions all end) must lose
         // access at once, not when the token expires: the in-memory set of ended
         // sessions answers without a database read.

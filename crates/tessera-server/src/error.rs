@@ -28,6 +28,10 @@ pub enum ApiError {
     /// 409: the username is taken.
     #[error("username taken")]
     UsernameTaken,
+    /// 403: a cookie-authenticated unsafe request without the anti-CSRF token or from
+    /// another origin.
+    #[error("csrf refused")]
+    CsrfRefused,
     /// 404.
     #[error("not found")]
     NotFound,
@@ -59,6 +63,7 @@ impl ApiError {
     pub fn from_status(status: StatusCode) -> Self {
         match status {
             StatusCode::UNAUTHORIZED => Self::InvalidToken,
+            StatusCode::FORBIDDEN => Self::CsrfRefused,
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
@@ -82,6 +87,7 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             Self::UnsupportedGrantType => (StatusCode::BAD_REQUEST, "unsupported_grant_type"),
             Self::UsernameTaken => (StatusCode::CONFLICT, "username_taken"),
+            Self::CsrfRefused => (StatusCode::FORBIDDEN, "csrf_refused"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -102,6 +108,7 @@ impl ApiError {
             Self::InvalidRequest(text) | Self::Validation(text) => text.clone(),
             Self::UnsupportedGrantType => "grant_type must be password or refresh_token".to_owned(),
             Self::UsernameTaken => "that username is already taken".to_owned(),
+            Self::CsrfRefused => "send the X-CSRF-Token header from this site's page".to_owned(),
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed => "this method is not allowed on this path".to_owned(),
             Self::PayloadTooLarge => "the request body is too large".to_owned(),

@@ -16,6 +16,7 @@ mod client_ip;
 mod clock;
 pub mod config;
 mod connections;
+mod cookies;
 mod current_user;
 mod error;
 pub mod key_admin;

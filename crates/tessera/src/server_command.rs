@@ -94,6 +94,10 @@ pub(crate) struct ConfigArgs {
     /// [env: TESSERA_INTROSPECTION_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     introspection_secret_file: Option<PathBuf>,
+    /// Comma-separated origins of single-page apps allowed to call the API with
+    /// bearer tokens (CORS) [env: TESSERA_CORS_ORIGINS] [default: none]
+    #[arg(long, value_name = "ORIGINS")]
+    cors_origins: Option<String>,
 }
 
 impl ConfigArgs {
@@ -127,6 +131,7 @@ impl ConfigArgs {
             trusted_proxies: self.trusted_proxies,
             audit_retention: self.audit_retention,
             introspection_secret_file: self.introspection_secret_file,
+            cors_origins: self.cors_origins,
         };
         (file, flags)
     }

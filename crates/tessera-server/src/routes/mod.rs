@@ -2,16 +2,22 @@
 //! with the fallbacks that keep every answer in the contract's JSON shape.
 
 mod accounts;
+mod browser;
 mod notes;
 mod oauth;
+mod page;
 mod well_known;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    RETRY_AFTER, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -24,6 +30,28 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A request (body included) must be answered within this time, or gets 408.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Everything the page loads comes from Tessera itself; no inline script or style, no
+/// framing, no plugins (sent on every answer: harmless on JSON, essential on HTML).
+const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; \
+    base-uri 'none'; form-action 'self'";
+
+/// Cross-origin access for single-page apps on the allowed origins, in bearer mode:
+/// no cookies cross origins (`allow_credentials` stays off).
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
+        .expose_headers([WWW_AUTHENTICATE, RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
 /// JSON request bodies, refused in the contract's error shape (415, 413, 422, 400).
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -31,6 +59,7 @@ pub struct ApiJson<T>(pub T);
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
+    let cors = cors(&state.config.cors_origins);
     Router::new()
         .route("/auth/signup", post(accounts::sign_up))
         .route("/auth/logout", post(accounts::log_out))
@@ -58,6 +87,14 @@ pub fn router(state: AppState) -> Router {
             get(well_known::discovery),
         )
         .route("/healthz", get(well_known::healthz))
+        .route("/", get(page::index))
+        .route("/app.js", get(page::app_js))
+        .route("/app.css", get(page::app_css))
+        .route("/tessera.js", get(page::tessera_js))
+        .route("/auth/browser/login", post(browser::log_in))
+        .route("/auth/browser/session", get(browser::session))
+        .route("/auth/browser/refresh", post(browser::refresh))
+        .route("/auth/browser/logout", post(browser::log_out))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -72,6 +109,23 @@ pub fn router(state: AppState) -> Router {
             CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        .layer(SetResponseHeaderLayer::overriding(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(cors)
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }
