@@ -17,6 +17,7 @@ use crate::{Error, RenewalLock, ServerUrl, StoreError, StoredTokens, TokenStore}
 
 const TOKEN_PATH: &str = "/oauth/token";
 const LOGOUT_PATH: &str = "/auth/logout";
+const SIGNUP_PATH: &str = "/auth/signup";
 
 /// Which sessions [`Session::logout_sessions`] ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +163,26 @@ impl Session {
         let stored = self.load().await?;
         *cached = Cached::Loaded(stored.clone());
         Ok(stored)
+    }
+
+    /// Creates an account (`POST /auth/signup`). It does not log in: call
+    /// [`Session::login`] next.
+    pub async fn sign_up(&self, username: &str, password: &str) -> Result<(), Error> {
+        let url = self.server.join(SIGNUP_PATH)?;
+        let body = serde_json::json!({"username": username, "password": password});
+        let response = self
+            .http
+            .post(url)
+            .header(ACCEPT, "application/json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(Error::Network)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(status_error(response).await)
+        }
     }
 
     /// Logs in with the password grant (RFC 6749 §4.3) and stores the

@@ -95,10 +95,10 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
             let admin = Admin::open(&args.config.load()?).await?;
             let sessions = admin.sessions(&args.username).await?;
             if sessions.is_empty() {
-                println!("{} has no open session", args.username);
+                say!("{} has no open session", args.username);
             }
             for session in sessions {
-                println!(
+                say!(
                     "{}  created {}  last used {}  {}  {}",
                     session.id.0,
                     timestamp(session.created_at),
@@ -115,7 +115,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
         AdminCommand::Sessions(SessionsCommand::Revoke(args)) => {
             let admin = Admin::open(&args.config.load()?).await?;
             if admin.revoke_session(&args.id).await? {
-                println!("session {} ended", args.id);
+                say!("session {} ended", args.id);
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("no open session {}", args.id);
@@ -125,7 +125,7 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
         AdminCommand::Audit(args) => {
             let admin = Admin::open(&args.config.load()?).await?;
             for event in admin.audit_events(args.limit).await? {
-                println!(
+                say!(
                     "{}  {:<24} user={} session={} ip={} {}",
                     timestamp(event.at),
                     event.kind,
@@ -145,7 +145,7 @@ async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
         UsersCommand::List(args) => {
             let admin = Admin::open(&args.config.load()?).await?;
             for user in admin.users().await? {
-                println!(
+                say!(
                     "{}  {:<24} {:<8} roles={}",
                     user.id.0,
                     user.username,
@@ -164,22 +164,22 @@ async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
             let password =
                 tessera_token::Secret::new(line.trim_end_matches(['\r', '\n']).to_owned());
             let user = admin.create_user(&args.username, password).await?;
-            println!("created {} ({})", user.username, user.id.0);
+            say!("created {} ({})", user.username, user.id.0);
         }
         UsersCommand::Disable(args) => {
             let admin = Admin::open(&args.config.load()?).await?;
             let user = admin.set_disabled(&args.username, true).await?;
-            println!("{} disabled; every session of theirs ended", user.username);
+            say!("{} disabled; every session of theirs ended", user.username);
         }
         UsersCommand::Enable(args) => {
             let admin = Admin::open(&args.config.load()?).await?;
             let user = admin.set_disabled(&args.username, false).await?;
-            println!("{} enabled", user.username);
+            say!("{} enabled", user.username);
         }
         UsersCommand::SetRole(args) => {
             let admin = Admin::open(&args.config.load()?).await?;
             let user = admin.set_roles(&args.username, &args.roles).await?;
-            println!("{} has roles: {}", user.username, user.roles.join(", "));
+            say!("{} has roles: {}", user.username, user.roles.join(", "));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -59,6 +59,10 @@ pub(crate) enum ClientCommand {
     /// 0600 file) for later commands.
     #[command(after_help = EXIT_CODES)]
     Login(login::LoginArgs),
+    /// Create an account on a server (asks for the password twice), then log
+    /// in as `login` does.
+    #[command(after_help = EXIT_CODES)]
+    Signup(login::LoginArgs),
     /// Show the user, roles, how long the access token lasts and where
     /// the tokens are kept; exit 1 when logged out.
     #[command(after_help = EXIT_CODES)]
@@ -85,6 +89,7 @@ pub(crate) enum ClientCommand {
 pub(crate) async fn run(command: ClientCommand) -> anyhow::Result<ExitCode> {
     let outcome = match command {
         ClientCommand::Login(args) => login::run(args).await,
+        ClientCommand::Signup(args) => login::sign_up(args).await,
         ClientCommand::Status(args) => status::run(args).await,
         ClientCommand::Request(args) => request::run(args).await,
         ClientCommand::Token(command) => token::run(command).await,

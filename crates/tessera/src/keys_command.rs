@@ -44,13 +44,13 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let config = args.config.load()?;
             let keys = key_admin::list(&config, now)?;
             if keys.is_empty() {
-                println!(
+                say!(
                     "no keys in {} yet: the server makes one on first start",
                     config.data_dir.display()
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("{:<45} {:<6} {:<21} STATE", "KID", "ALG", "SIGNS FROM");
+            say!("{:<45} {:<6} {:<21} STATE", "KID", "ALG", "SIGNS FROM");
             for key in &keys {
                 print_key(key, now);
             }
@@ -59,8 +59,8 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
             let config = args.config.load()?;
             let key = key_admin::rotate(&config, args.delay, now)
                 .context("cannot rotate the signing key")?;
-            println!("new {} key {}", key.alg, key.kid);
-            println!(
+            say!("new {} key {}", key.alg, key.kid);
+            say!(
                 "published now; signs from {} ({})",
                 timestamp(key.activates_at),
                 relative(key.activates_at - now)
@@ -77,7 +77,7 @@ fn print_key(key: &KeyStatus, now: i64) {
         KeyState::Retiring { until } => format!("retiring, published until {}", timestamp(until)),
         KeyState::Expired => "expired, removed at the next server check".to_owned(),
     };
-    println!(
+    say!(
         "{:<45} {:<6} {:<21} {state}",
         key.kid,
         key.alg.jose_name(),

@@ -1,6 +1,15 @@
 //! The `tessera` binary: `tessera server` runs the service, the other subcommands are the
 //! command-line client. This file only parses arguments and hands over.
 
+/// `println!` for command output: a closed pipe (`tessera status | head -1`) ends the
+/// process quietly with the usual status 141, as for other command-line tools, where
+/// `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::print_line(format_args!($($arg)*))
+    };
+}
+
 mod admin_command;
 mod cli;
 mod keys_command;
@@ -35,6 +44,18 @@ enum Command {
     Keys(keys_command::KeysCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+/// Writes one line to standard output; see [`say!`].
+fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: cannot write to standard output: {error}");
+    }
 }
 
 #[tokio::main]

@@ -36,7 +36,16 @@ pub(crate) struct LoginArgs {
     insecure_storage: bool,
 }
 
+/// `tessera signup`: creates the account, then logs in as `login` does.
+pub(crate) async fn sign_up(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    log_in(args, true).await
+}
+
 pub(crate) async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    log_in(args, false).await
+}
+
+async fn log_in(args: LoginArgs, create_account: bool) -> anyhow::Result<ExitCode> {
     // `--profile NAME --server URL` names a new profile; `--profile NAME`
     // alone logs in again to the server of an existing one.
     let (server, name) = match (&args.server.server, &args.server.profile) {
@@ -69,7 +78,11 @@ pub(crate) async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let password = if args.password_stdin {
         password_from_stdin().await?
     } else {
-        ask_password(format!("Password for {username}: ")).await?
+        let password = ask_password(format!("Password for {username}: ")).await?;
+        if create_account && ask_password("Repeat the password: ".to_owned()).await? != password {
+            bail!("the two passwords differ; nothing was created");
+        }
+        password
     };
     if password.is_empty() {
         bail!("the password is empty");
@@ -78,6 +91,13 @@ pub(crate) async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     // Logged in against memory first; the tokens then go to the keyring
     // or the file, whichever works.
     let session = session_with(server.clone(), Arc::new(MemoryStore::new()))?;
+    if create_account {
+        session
+            .sign_up(&username, &password)
+            .await
+            .with_context(|| format!("cannot create the account on {server}"))?;
+        say!("Created the account {username} on {server}");
+    }
     let tokens = session
         .login(&username, &password)
         .await
@@ -109,7 +129,7 @@ pub(crate) async fn run(args: LoginArgs) -> anyhow::Result<ExitCode> {
     profiles.record_login(&server, name.as_deref(), saved.kind);
     profiles.save().await?;
 
-    println!("Logged in to {server} as {username}");
+    say!("Logged in to {server} as {username}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -50,7 +50,7 @@ pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
     if args.local {
         session.forget().await?;
         forget_profile(&server, false).await?;
-        println!("Forgot the tokens of {} on {server}", tokens.username);
+        say!("Forgot the tokens of {} on {server}", tokens.username);
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -69,16 +69,16 @@ pub(crate) async fn run(args: LogoutArgs) -> anyhow::Result<ExitCode> {
     })?;
     forget_profile(&server, scope == LogoutScope::OtherSessions).await?;
     match scope {
-        LogoutScope::OtherSessions => println!(
+        LogoutScope::OtherSessions => say!(
             "Ended the other sessions of {} on {server}; still logged in here",
             tokens.username
         ),
-        LogoutScope::Everywhere => println!(
+        LogoutScope::Everywhere => say!(
             "Logged out of {server} ({}) on every device",
             tokens.username
         ),
         LogoutScope::ThisSession => {
-            println!("Logged out of {server} ({})", tokens.username);
+            say!("Logged out of {server} ({})", tokens.username);
         }
     }
     Ok(ExitCode::SUCCESS)

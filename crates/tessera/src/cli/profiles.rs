@@ -171,7 +171,7 @@ pub(crate) async fn run(_args: ProfilesArgs) -> anyhow::Result<ExitCode> {
             }
             Err(_) => "(keyring unavailable)".to_owned(),
         };
-        println!("{marker} {name:<12} {server}  {user}  [{store}]");
+        say!("{marker} {name:<12} {server}  {user}  [{store}]");
     }
     Ok(ExitCode::SUCCESS)
 }

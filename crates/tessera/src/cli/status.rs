@@ -23,7 +23,7 @@ pub(crate) struct StatusArgs {
 
 pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(token) = token_from_environment() {
-        println!("using the access token in TESSERA_TOKEN (stored tokens are ignored)");
+        say!("using the access token in TESSERA_TOKEN (stored tokens are ignored)");
         let claims = tessera_token_claims(&token);
         print_identity(claims.as_ref());
         return Ok(ExitCode::SUCCESS);
@@ -47,11 +47,11 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         .and_then(|profile| profile.name.as_deref())
         .map(|name| format!(" (profile {name})"))
         .unwrap_or_default();
-    println!("{server}{name}");
-    println!("  user:          {}", tokens.username);
+    say!("{server}{name}");
+    say!("  user:          {}", tokens.username);
     print_identity(tokens.unverified_claims().as_ref());
-    println!("  access token:  {}", time_left(&tokens));
-    println!(
+    say!("  access token:  {}", time_left(&tokens));
+    say!(
         "  stored in:     {}",
         storage::describe(target.profile.map(|profile| profile.store))?
     );
@@ -78,7 +78,7 @@ fn print_identity(claims: Option<&serde_json::Map<String, serde_json::Value>>) {
     } else {
         roles.join(", ")
     };
-    println!("  roles:         {roles}");
+    say!("  roles:         {roles}");
 }
 
 fn time_left(tokens: &StoredTokens) -> String {

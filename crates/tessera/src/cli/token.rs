@@ -65,13 +65,13 @@ pub(crate) async fn run(command: TokenCommand) -> anyhow::Result<ExitCode> {
 async fn print_command(args: PrintArgs) -> anyhow::Result<ExitCode> {
     // Printing the token is what the user asked for here, and only here.
     if let Some(token) = token_from_environment() {
-        println!("{token}");
+        say!("{token}");
         return Ok(ExitCode::SUCCESS);
     }
     let target = required_target(&args.server).await?;
     let (session, _store) = session(&target)?;
     let token = session.access_token().await?;
-    println!("{token}");
+    say!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -102,11 +102,11 @@ async fn decode_command(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     };
 
     let (header, claims) = decode(&token)?;
-    println!("header:\n{}", serde_json::to_string_pretty(&header)?);
-    println!("claims:\n{}", serde_json::to_string_pretty(&claims)?);
+    say!("header:\n{}", serde_json::to_string_pretty(&header)?);
+    say!("claims:\n{}", serde_json::to_string_pretty(&claims)?);
     let server_now = unix_now().saturating_add(clock_offset);
     if let Some(exp) = claims.get("exp").and_then(Value::as_i64) {
-        println!("expires: {}", describe_expiry(exp, server_now));
+        say!("expires: {}", describe_expiry(exp, server_now));
     }
 
     if !args.verify {
@@ -114,7 +114,7 @@ async fn decode_command(args: DecodeArgs) -> anyhow::Result<ExitCode> {
     }
     match verify(&args.server, &token, &claims, server_now).await {
         Ok(kid) => {
-            println!("verified: signature and claims are valid (key {kid})");
+            say!("verified: signature and claims are valid (key {kid})");
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
