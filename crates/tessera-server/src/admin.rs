@@ -10,9 +10,7 @@ use tessera_token::Secret;
 use crate::clock;
 use crate::config::ServerConfig;
 use crate::passwords::Passwords;
-use crate::store::{
-    AuditEvent, NewUser, SessionId, SessionRecord, SqliteStore, Store, StoreError, User, UserId,
-};
+use crate::store::{AuditEvent, SessionId, SessionRecord, SqliteStore, Store, User, UserId};
 
 /// The store of a data dir, for administration.
 pub struct Admin {
@@ -46,28 +44,10 @@ impl Admin {
         username: &str,
         password: Secret<String>,
     ) -> anyhow::Result<User> {
-        let username = crate::sessions::normalize_username(username)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        crate::sessions::check_password(password.expose())
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let password_hash = Passwords::new(1)?.hash(password).await?;
-        let user = User {
-            id: UserId(uuid::Uuid::new_v4().to_string()),
-            username: username.to_owned(),
-            created_at: clock::now(),
-            roles: Vec::new(),
-            disabled: false,
-        };
-        let new = NewUser {
-            user: user.clone(),
-            username_key: crate::sessions::username_key(username),
-            password_hash,
-        };
-        match self.store.create_user(new).await {
-            Ok(()) => Ok(user),
-            Err(StoreError::Conflict) => bail!("the username {username} is taken"),
-            Err(error) => Err(error.into()),
-        }
+        let passwords = Passwords::new(1)?;
+        crate::sessions::create_user(&self.store, &passwords, username, password)
+            .await
+            .map_err(|error| anyhow::anyhow!("{error}"))
     }
 
     /// The user named `username` (case-insensitive).

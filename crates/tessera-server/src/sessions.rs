@@ -15,9 +15,10 @@ use crate::audit::{self, Subject};
 use crate::clock;
 use crate::error::ApiError;
 use crate::origin::Origin;
+use crate::passwords::Passwords;
 use crate::state::AppState;
 use crate::store::{
-    NewSession, NewUser, RefreshHash, RefreshRecord, SessionId, StoreError, User, UserId,
+    NewSession, NewUser, RefreshHash, RefreshRecord, SessionId, Store, StoreError, User, UserId,
 };
 use crate::successor::{self, SuccessorPair};
 
@@ -70,10 +71,20 @@ pub async fn sign_up(
     username: &str,
     password: Secret<String>,
 ) -> Result<User, ApiError> {
+    create_user(state.store.as_ref(), &state.passwords, username, password).await
+}
+
+/// Creates a user in `store`: the rules and the hashing every way of adding a user
+/// shares (sign-up, `tessera admin users create`).
+pub(crate) async fn create_user(
+    store: &dyn Store,
+    passwords: &Passwords,
+    username: &str,
+    password: Secret<String>,
+) -> Result<User, ApiError> {
     let username = normalize_username(username)?;
     check_password(password.expose())?;
-    let password_hash = state
-        .passwords
+    let password_hash = passwords
         .hash(password)
         .await
         .map_err(crate::error::from_password_error)?;
@@ -89,7 +100,7 @@ pub async fn sign_up(
         username_key: username_key(username),
         password_hash,
     };
-    match state.store.create_user(new).await {
+    match store.create_user(new).await {
         Ok(()) => Ok(user),
         Err(StoreError::Conflict) => Err(ApiError::UsernameTaken),
         Err(error) => Err(error.into()),
@@ -309,6 +320,20 @@ pub enum LogoutScope {
     Global,
     /// Every session of the caller but this one.
     Others,
+}
+
+impl LogoutScope {
+    /// The scope named by a logout's `scope` query parameter.
+    pub(crate) fn from_query(scope: Option<&str>) -> Result<Self, ApiError> {
+        match scope {
+            None | Some("local") => Ok(Self::This),
+            Some("global") => Ok(Self::Global),
+            Some("others") => Ok(Self::Others),
+            Some(_) => Err(ApiError::InvalidRequest(
+                "scope must be local, global or others".to_owned(),
+            )),
+        }
+    }
 }
 
 /// Ends sessions of `user` as `scope` says.

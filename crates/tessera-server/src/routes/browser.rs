@@ -118,16 +118,7 @@ pub(super) async fn log_out(
     }
     let Query(query) =
         query.map_err(|_| ApiError::InvalidRequest("invalid query string".to_owned()))?;
-    let scope = match query.scope.as_deref() {
-        None | Some("local") => LogoutScope::This,
-        Some("global") => LogoutScope::Global,
-        Some("others") => LogoutScope::Others,
-        Some(_) => {
-            return Err(ApiError::InvalidRequest(
-                "scope must be local, global or others".to_owned(),
-            ));
-        }
-    };
+    let scope = LogoutScope::from_query(query.scope.as_deref())?;
     if let Some((user, session)) = caller(&state, &headers).await? {
         sessions::log_out(&state, &user, &session, scope, &origin).await?;
     }
