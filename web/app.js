@@ -13,6 +13,9 @@ const MAX_RENEWAL_MARGIN_MS = 60_000;
 const WHOLE_SECOND_MS = 1000;
 // After a renewal that failed for want of a network or server, try again this soon.
 const RETRY_AFTER_FAILURE_MS = 5000;
+// A token whose expiry is this much later than the one known is a renewed one (the
+// same token's expiry, read twice in whole seconds, differs by up to a second).
+const NEWER_TOKEN_MS = 1500;
 
 const tabs = 'BroadcastChannel' in window ? new BroadcastChannel('tessera') : null;
 
@@ -63,7 +66,7 @@ async function send(method, path, body) {
 async function api(method, path, body) {
   if (session.user && Date.now() >= session.expiresAt) await renew();
   let reply = await send(method, path, body);
-  if (reply.response.status === 401 && session.user && (await renew(true))) {
+  if (reply.response.status === 401 && session.user && (await renew())) {
     reply = await send(method, path, body);
   }
   if (reply.response.status === 401) signedOut('Your session has ended. Please log in again.');
@@ -88,9 +91,13 @@ function adopt(user, expiresAt, lifetime) {
   scheduleRenewal();
 }
 
-function adoptAnswer({ answer, arrivedAt }) {
-  const lifetime = Math.max(session.lifetime, answer.expires_in * 1000);
-  adopt(answer.user, arrivedAt + answer.expires_in * 1000 - WHOLE_SECOND_MS, lifetime);
+function expiryOf({ answer, arrivedAt }) {
+  return arrivedAt + answer.expires_in * 1000 - WHOLE_SECOND_MS;
+}
+
+function adoptAnswer(reply) {
+  const lifetime = Math.max(session.lifetime, reply.answer.expires_in * 1000);
+  adopt(reply.answer.user, expiryOf(reply), lifetime);
 }
 
 function scheduleRenewal(delay) {
@@ -117,8 +124,9 @@ async function backgroundRenewal() {
 
 /** Renews the access token; true when there is a session afterwards. One renewal
  *  at a time in this tab, and the `tessera-renewal` lock makes it one across tabs. */
-function renew(afterRefusal = false) {
-  session.renewal ??= withRenewalLock(() => renewHoldingLock(afterRefusal))
+function renew() {
+  const knownExpiry = session.expiresAt;
+  session.renewal ??= withRenewalLock(() => renewHoldingLock(knownExpiry))
     .finally(() => { session.renewal = null; });
   return session.renewal;
 }
@@ -127,21 +135,21 @@ function withRenewalLock(work) {
   return navigator.locks ? navigator.locks.request('tessera-renewal', work) : work();
 }
 
-async function renewHoldingLock(afterRefusal) {
-  // Another tab may have renewed while this one waited for the lock.
-  const fresh = () => session.expiresAt - Date.now() > renewalMargin();
-  if (session.user && !afterRefusal && fresh()) return true;
+async function renewHoldingLock(knownExpiry) {
+  // Another tab renewed while this one waited for the lock, and said so.
+  if (session.user && session.expiresAt > knownExpiry) return true;
 
-  // The cookies are shared by all tabs: ask how long the current token has left
-  // before spending the refresh token.
+  // Or renewed without the news having arrived yet: the cookies are shared, so ask
+  // the server about the current token before spending the refresh token. (It
+  // renews by itself when the access cookie has gone.)
   const current = await send('GET', '/auth/browser/session');
-  if (current.response.ok) {
+  if (current.response.ok && expiryOf(current) > knownExpiry + NEWER_TOKEN_MS) {
     adoptAnswer(current);
     tell({ type: 'renewed' });
-    if (fresh()) return true;
+    return true;
   }
 
-  if (!csrfToken()) return signedOut(session.user ? 'Your session has ended.' : '');
+  if (!csrfToken()) return signedOut('Your session has ended. Please log in again.');
   const renewed = await send('POST', '/auth/browser/refresh');
   if (renewed.response.status >= 500) throw new ApiError(renewed.response.status, renewed.answer);
   if (!renewed.response.ok) return signedOut('Your session has ended. Please log in again.');
@@ -173,7 +181,8 @@ tabs?.addEventListener('message', ({ data }) => {
     adopt(data.user, data.expiresAt, data.lifetime);
     showSignedIn();
   } else if (data.type === 'logout' && session.user) {
-    signedOut('You logged out in another tab.');
+    signedOut('');
+    showStatus('You logged out in another tab.', 'ok');
   }
 });
 
@@ -421,7 +430,7 @@ async function start() {
 
   try {
     // The access cookie may have run out while the refresh cookie still holds.
-    if (await renew(true)) showSignedIn();
+    if (await renew()) showSignedIn();
   } catch {
     showSignedOut();
     showStatus('Cannot reach the server. Reload the page to try again.', 'error');
