@@ -140,7 +140,7 @@ async function addNote(page, title) {
   await page.getByLabel('Title').fill(title);
   await page.getByLabel('Text').fill(`body of ${title}`);
   await page.getByRole('button', { name: 'Add note' }).click();
-  await page.locator('#notes-list .note-title', { hasText: title }).waitFor({ timeout: 4000 });
+  await page.locator('#notes-list .note-title', { hasText: title }).waitFor({ timeout: 10_000 });
 }
 
 async function noteTitles(page) {
@@ -186,7 +186,7 @@ test('a reload keeps the user logged in, also after the access token expired', a
   await signUp(page, newUsername('bo'));
 
   await page.reload();
-  await page.locator('#signed-in-bar').waitFor({ timeout: 3000 });
+  await page.locator('#signed-in-bar').waitFor({ timeout: 10_000 });
   await page.close();
   await sleep(6000); // no page runs: the access cookie's token expires meanwhile
   const later = await openPage(context);
@@ -240,7 +240,7 @@ test('two tabs share one renewal, and logging out in one logs out the other', as
   await sleep(8000);
   const renewalsIn8s = renewals;
   await first.getByRole('button', { name: 'Log out', exact: true }).first().click();
-  await second.locator('#signed-out-view').waitFor({ timeout: 3000 });
+  await second.locator('#signed-out-view').waitFor({ timeout: 10_000 });
   await shot(second, '04-logged-out-by-other-tab');
 
   // One tab renews about every 3 s of a 5 s token; two tabs without the lock twice that.
@@ -262,7 +262,7 @@ test('a session ended from another device shows the login form once', async () =
 
   await phone.locator('#sessions-list button', { hasText: 'End' }).click();
   await phone.locator('#status', { hasText: 'Session ended.' }).waitFor();
-  await laptop.locator('#signed-out-view').waitFor({ timeout: 6000 });
+  await laptop.locator('#signed-out-view').waitFor({ timeout: 10_000 });
   const refreshesWhenShown = refreshes;
   await sleep(4000);
 
@@ -398,7 +398,7 @@ test('the login form works from the keyboard alone', async () => {
   await page.keyboard.type(PASSWORD);
   await shot(page, '03-keyboard-login');
   await page.keyboard.press('Enter');
-  await page.locator('#signed-in-bar').waitFor({ timeout: 3000 });
+  await page.locator('#signed-in-bar').waitFor({ timeout: 10_000 });
 
   assert.equal(focused, 'login-username');
   assert.equal(await page.locator('#current-username').textContent(), username);
