@@ -564,6 +564,7 @@ async fn public_documents_describe_the_keys_and_endpoints() {
         .await
         .unwrap();
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
 
     assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
     assert!(jwks["keys"][0].get("d").is_none());
@@ -573,6 +574,7 @@ async fn public_documents_describe_the_keys_and_endpoints() {
         format!("{}/.well-known/jwks.json", app.base)
     );
     assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(ready.status(), StatusCode::OK);
 }
 
 #[tokio::test]

@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
             get(well_known::discovery),
         )
         .route("/healthz", get(well_known::healthz))
+        .route("/readyz", get(well_known::readyz))
         .route("/", get(page::index))
         .route("/app.js", get(page::app_js))
         .route("/app.css", get(page::app_css))

@@ -8,6 +8,7 @@ use axum::http::header::CACHE_CONTROL;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub(super) async fn jwks(State(state): State<AppState>) -> Response {
@@ -49,4 +50,16 @@ pub(super) async fn discovery(State(state): State<AppState>) -> Json<Value> {
 
 pub(super) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when the database answers, else 503 with `Retry-After`, so a load
+/// balancer sends traffic elsewhere until it does.
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(Json(json!({"status": "ready", "database": "ok"}))),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            Err(ApiError::Unavailable)
+        }
+    }
 }
