@@ -340,7 +340,7 @@ impl ServerConfig {
 
     /// Checks values that are each well-formed but unsafe or inconsistent.
     pub fn validate(&mut self) -> Result<(), ConfigError> {
-        let secs = |duration: Duration| humantime::format_duration(duration).to_string();
+        let secs = human_duration;
         if self.access_ttl < Duration::from_secs(1) || self.access_ttl > MAX_ACCESS_TTL {
             return Err(ConfigError::Value {
                 key: "access_ttl",
@@ -434,6 +434,72 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// The effective configuration as TOML, in the file's own keys. It holds no
+    /// secret: HS256 and introspection secrets are only named by their files.
+    pub fn to_toml(&self) -> String {
+        let duration = human_duration;
+        let path = |value: &Option<PathBuf>| value.as_ref().map(|path| path.display().to_string());
+        let mut table = toml::Table::new();
+        let mut put = |key: &str, value: toml::Value| {
+            table.insert(key.to_owned(), value);
+        };
+        put("listen", self.listen.to_string().into());
+        put("data_dir", self.data_dir.display().to_string().into());
+        put("access_ttl", duration(self.access_ttl).into());
+        if let Some(issuer) = &self.issuer {
+            put("issuer", issuer.clone().into());
+        }
+        put("audience", self.audience.clone().into());
+        put("leeway", duration(self.leeway).into());
+        put(
+            "session_idle_timeout",
+            duration(self.session_idle_timeout).into(),
+        );
+        put("session_lifetime", duration(self.session_lifetime).into());
+        put("alg", self.alg.jose_name().into());
+        if let Some(file) = path(&self.hmac_secret_file) {
+            put("hmac_secret_file", file.into());
+        }
+        put(
+            "key_rotation_interval",
+            self.key_rotation_interval
+                .map_or_else(|| "off".to_owned(), duration)
+                .into(),
+        );
+        put(
+            "key_activation_delay",
+            duration(self.key_activation_delay).into(),
+        );
+        put(
+            "max_token_bytes",
+            i64::try_from(self.max_token_bytes)
+                .unwrap_or(i64::MAX)
+                .into(),
+        );
+        put(
+            "header_read_timeout",
+            duration(self.header_read_timeout).into(),
+        );
+        put("refresh_grace", duration(self.refresh_grace).into());
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        put("trusted_proxies", proxies.join(",").into());
+        put("audit_retention", duration(self.audit_retention).into());
+        if let Some(file) = path(&self.introspection_secret_file) {
+            put("introspection_secret_file", file.into());
+        }
+        let origins: Vec<&str> = self
+            .cors_origins
+            .iter()
+            .filter_map(|origin| origin.to_str().ok())
+            .collect();
+        put("cors_origins", origins.join(",").into());
+        toml::to_string(&table).unwrap_or_default()
+    }
+
     /// The issuer for a server bound to `bound`: the configured one, or an http URL
     /// of the bound address (an unspecified address reads as `localhost`).
     pub fn issuer_for(&self, bound: SocketAddr) -> String {
@@ -445,6 +511,19 @@ impl ServerConfig {
         } else {
             format!("http://{bound}")
         }
+    }
+}
+
+/// A duration in the largest whole unit that expresses it (`90days`, `15m`, `10s`),
+/// as people write them in the file; parse_duration reads it back.
+fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}days", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -558,6 +637,28 @@ mod tests {
                 "{variable}={value}"
             );
         }
+    }
+
+    #[test]
+    fn the_printed_configuration_loads_back_to_the_same_settings() {
+        let flags = ConfigLayer {
+            access_ttl: Some("5m".to_owned()),
+            trusted_proxies: Some("10.0.0.0/8".to_owned()),
+            key_rotation_interval: Some("off".to_owned()),
+            ..ConfigLayer::default()
+        };
+        let config = ServerConfig::load(None, ConfigLayer::default(), flags).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("printed.toml");
+
+        std::fs::write(&file, config.to_toml()).unwrap();
+        let reloaded =
+            ServerConfig::load(Some(&file), ConfigLayer::default(), ConfigLayer::default())
+                .unwrap();
+
+        assert_eq!(reloaded.to_toml(), config.to_toml());
+        assert_eq!(reloaded.access_ttl, Duration::from_secs(300));
+        assert_eq!(reloaded.key_rotation_interval, None);
     }
 
     #[test]

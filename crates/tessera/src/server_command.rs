@@ -16,6 +16,9 @@ use tracing_subscriber::EnvFilter;
 pub(crate) struct ServerArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Print the effective configuration (all layers applied) as TOML and exit
+    #[arg(long)]
+    print_config: bool,
 }
 
 /// The configuration flags shared by `tessera server` and `tessera keys`. Each overrides
@@ -138,8 +141,12 @@ impl ConfigArgs {
 }
 
 pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
     let config = args.config.load()?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(ExitCode::SUCCESS);
+    }
+    init_logging();
     let server = Server::bind(config)
         .await
         .context("Tessera could not start")?;
