@@ -45,9 +45,12 @@ impl Admin {
         password: Secret<String>,
     ) -> anyhow::Result<User> {
         let passwords = Passwords::new(1)?;
-        crate::sessions::create_user(&self.store, &passwords, username, password)
+        let user = crate::sessions::create_user(&self.store, &passwords, username, password)
             .await
-            .map_err(|error| anyhow::anyhow!("{error}"))
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        self.audit("user_created", Some(&user.id), Some(&user.username))
+            .await;
+        Ok(user)
     }
 
     /// The user named `username` (case-insensitive).

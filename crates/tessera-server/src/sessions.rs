@@ -361,7 +361,7 @@ pub async fn log_out(
     state
         .revocations
         .insert(ended.iter().map(|ended| (ended, now)));
-    let detail = format!("{} sessions ended", ended.len());
+    let detail = format!("sessions ended: {}", ended.len());
     let subject = Subject::of(user, session);
     audit::record(state, reason, origin, subject, Some(&detail)).await;
     Ok(())
@@ -441,7 +441,7 @@ pub async fn change_password(
     state
         .revocations
         .insert(ended.iter().map(|ended| (ended, now)));
-    let detail = format!("{} other sessions ended", ended.len());
+    let detail = format!("other sessions ended: {}", ended.len());
     let subject = Subject::of(user, session);
     audit::record(state, "password_changed", origin, subject, Some(&detail)).await;
     Ok(())

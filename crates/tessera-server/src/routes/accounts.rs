@@ -44,9 +44,15 @@ impl From<store::User> for UserView {
 
 pub(super) async fn sign_up(
     State(state): State<AppState>,
+    origin: Origin,
     ApiJson(request): ApiJson<SignUpRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let user = sessions::sign_up(&state, &request.username, request.password).await?;
+    let subject = crate::audit::Subject {
+        user: Some(&user.id),
+        session: None,
+    };
+    crate::audit::record(&state, "user_created", &origin, subject, Some("sign-up")).await;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
