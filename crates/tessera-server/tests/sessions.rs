@@ -658,3 +658,106 @@ async fn logins_racing_a_disable_leave_no_live_session_even_after_enabling() {
         refused(app.refresh(&pair.refresh).await).await;
     }
 }
+
+#[tokio::test]
+async fn forward_auth_names_the_user_for_a_valid_token_and_refuses_others() {
+    let app = app().await;
+    app.sign_up("quinn").await;
+    let tokens = app.log_in("quinn").await;
+    let admin = Admin::open(&app.config).await.unwrap();
+    admin
+        .set_roles("quinn", &["admin".to_owned(), "ops".to_owned()])
+        .await
+        .unwrap();
+    let tokens = pair(app.refresh(&tokens.refresh).await).await;
+    let verify = |token: Option<String>| {
+        let mut request = app.http.get(app.url("/auth/verify"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let valid = verify(Some(tokens.access.clone())).await.unwrap();
+    let missing = verify(None).await.unwrap();
+    let garbage = verify(Some("not.a.token".to_owned())).await.unwrap();
+    app.post("/auth/logout", &tokens.access).await;
+    let after_logout = verify(Some(tokens.access.clone())).await.unwrap();
+
+    assert_eq!(valid.status(), StatusCode::OK);
+    let me: Value = app
+        .http
+        .get(app.url("/userinfo"))
+        .bearer_auth(&app.log_in("quinn").await.access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        valid.headers()["x-tessera-user"],
+        me["sub"].as_str().unwrap()
+    );
+    assert_eq!(valid.headers()["x-tessera-roles"], "admin,ops");
+    for refused in [missing, garbage, after_logout] {
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_revocation_feed_lists_ended_sessions_for_resource_servers_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("resource.secret");
+    let credential = "cmVzb3VyY2Utc2VydmVyLWZlZWQtY3JlZGVudGlhbC0zMg";
+    std::fs::write(&secret_file, credential).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let app = app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
+    app.sign_up("rosa").await;
+    let ended = app.log_in("rosa").await;
+    let kept = app.log_in("rosa").await;
+    let claims = |token: &str| -> Value {
+        let segment = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, segment)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let before = claims(&ended.access)["iat"].as_i64().unwrap();
+    app.post("/auth/logout", &ended.access).await;
+
+    let feed: Value = app
+        .http
+        .get(app.url(&format!("/auth/revocations?since={before}")))
+        .bearer_auth(credential)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let anonymous = app
+        .http
+        .get(app.url("/auth/revocations"))
+        .send()
+        .await
+        .unwrap();
+
+    let sids: Vec<&str> = feed["ended"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["sid"].as_str().unwrap())
+        .collect();
+    assert!(sids.contains(&claims(&ended.access)["sid"].as_str().unwrap()));
+    assert!(!sids.contains(&claims(&kept.access)["sid"].as_str().unwrap()));
+    assert!(feed["cursor"].as_i64().unwrap() >= before);
+    assert!(feed["horizon"].as_i64().unwrap() > 0);
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}

@@ -6,6 +6,7 @@ mod browser;
 mod notes;
 mod oauth;
 mod page;
+mod resource_servers;
 mod well_known;
 
 use axum::Router;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/oauth/introspect", post(oauth::introspect))
+        .route("/auth/verify", get(resource_servers::verify))
+        .route("/auth/revocations", get(resource_servers::revocations))
         .route(
             "/userinfo",
             get(accounts::userinfo).post(accounts::userinfo),

@@ -120,14 +120,7 @@ pub(super) async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(expected) = state.introspection else {
-        return Err(ApiError::NotFound);
-    };
-    let presented = tessera_guard::bearer_token(&headers).map_err(|_| ApiError::InvalidToken)?;
-    let presented: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&presented, &expected).is_err() {
-        return Err(ApiError::InvalidToken);
-    }
+    check_resource_server(&state, &headers)?;
     let request: RevokeRequest = parse(&headers, &body)?;
     let Some(token) = request.token else {
         return Err(ApiError::InvalidRequest("token is missing".to_owned()));
@@ -138,6 +131,20 @@ pub(super) async fn introspect(
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// Checks the resource-server credential (`introspection_secret_file`) sent as a bearer
+/// token; without a configured credential the endpoints that need it do not exist.
+pub(super) fn check_resource_server(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.introspection else {
+        return Err(ApiError::NotFound);
+    };
+    let presented = tessera_guard::bearer_token(headers).map_err(|_| ApiError::InvalidToken)?;
+    let presented: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+    if aws_lc_rs::constant_time::verify_slices_are_equal(&presented, &expected).is_err() {
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(())
 }
 
 /// What RFC 7662 §2.2 says of a token: `active` and, when active, its claims.
