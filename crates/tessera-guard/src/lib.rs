@@ -1,7 +1,26 @@
 //! Validation of Tessera access tokens for resource servers: step 5 of the loop. A
 //! [`Guard`] reads the bearer token of a request, validates it with
 //! [`tessera_token::Validator`], and refuses with RFC 6750 answers. [`Identity`] is the
-//! axum extractor for handlers that need a caller.
+//! axum extractor for handlers that need a caller; [`Identity::require_role`] and
+//! [`Identity::require_scope`] answer 403 `insufficient_scope` for callers whose valid
+//! token lacks what a route needs.
+//!
+//! A resource server apart from the issuer keeps its guard current with two background
+//! tasks:
+//!
+//! - [`RemoteKeys`] fetches the issuer's JWKS (through discovery or a configured URL),
+//!   refreshes it as `Cache-Control: max-age` says (between 30 s and 1 h, 5 min when
+//!   absent), and looks again when a token names an unknown `kid` (one fetch shared by
+//!   all waiting requests, at most one per 10 s). While the issuer is unreachable the
+//!   keys already fetched stay trusted.
+//! - [`RevocationFeed`] polls the issuer's feed of ended sessions every second, and the
+//!   guard refuses tokens of those sessions ([`Refusal::SessionEnded`], still a 401).
+//!   **If the feed is unreachable, a warning is logged once per outage and tokens of
+//!   sessions ended meanwhile stay valid until they expire**: revocation is prompt
+//!   while the feed is up, and bounded by the access-token lifetime otherwise.
+//!
+//! `examples/protected_service.rs` shows both wired into an axum service. The smallest
+//! use, with keys held locally:
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -22,7 +41,15 @@
 //! ```
 #![deny(missing_docs)]
 
-use std::sync::Arc;
+mod authorize;
+mod ended_sessions;
+mod remote;
+mod remote_keys;
+#[cfg(test)]
+mod remote_tests;
+mod revocation_feed;
+
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -33,14 +60,29 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tessera_token::{AccessClaims, KeySet, TokenError, Validator, read_compact};
 
+pub use authorize::{INSUFFICIENT_SCOPE_CHALLENGE, InsufficientScope};
+use ended_sessions::EndedSessions;
+pub use remote::RemoteError;
+pub use remote_keys::{
+    DEFAULT_KEYS_MAX_AGE, MAX_KEYS_MAX_AGE, MIN_KEYS_MAX_AGE, MIN_REFETCH_INTERVAL, RemoteKeys,
+};
+pub use revocation_feed::{
+    DEFAULT_POLL_INTERVAL, MAX_ENDED_SESSIONS, REVOCATIONS_PATH, RevocationFeed,
+};
+
 /// The `WWW-Authenticate` value for every refused token (RFC 6750 §3).
 pub const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
 
 /// Checks the bearer token of requests against a validator. Clones share one key set,
-/// which [`Guard::replace_keys`] swaps without blocking requests in flight.
+/// which [`Guard::replace_keys`] swaps without blocking requests in flight, and one set
+/// of ended sessions, which a [`RevocationFeed`] fills.
 #[derive(Debug, Clone)]
 pub struct Guard {
     validator: Arc<ArcSwap<Validator>>,
+    ended: EndedSessions,
+    /// Set once by [`RemoteKeys::attach`], so that [`Guard::check_async`] can ask for
+    /// the issuer's new keys when a token names an unknown `kid`.
+    remote_keys: Arc<OnceLock<RemoteKeys>>,
 }
 
 impl Guard {
@@ -48,6 +90,8 @@ impl Guard {
     pub fn new(validator: Validator) -> Self {
         Self {
             validator: Arc::new(ArcSwap::from_pointee(validator)),
+            ended: EndedSessions::default(),
+            remote_keys: Arc::new(OnceLock::new()),
         }
     }
 
@@ -67,7 +111,8 @@ impl Guard {
 
     /// Validates a token already taken from a request.
     pub fn check_token(&self, token: &str) -> Result<AccessClaims, Refusal> {
-        self.validator
+        let claims = self
+            .validator
             .load()
             .validate(token, unix_now())
             .map_err(|reason| {
@@ -79,7 +124,55 @@ impl Guard {
                     "access token refused"
                 );
                 Refusal::Invalid(reason)
-            })
+            })?;
+        if self.ended.contains(&claims.sid) {
+            tracing::debug!(
+                reason = Refusal::SessionEnded.code(),
+                jti = claims.jti.as_str(),
+                "access token refused"
+            );
+            return Err(Refusal::SessionEnded);
+        }
+        Ok(claims)
+    }
+
+    /// Like [`Guard::check`], and when the token names a key this guard does not know,
+    /// asks the attached [`RemoteKeys`] for the issuer's current keys (at most one fetch
+    /// shared by every waiting request, at most one per [`MIN_REFETCH_INTERVAL`]) and
+    /// checks once more.
+    pub async fn check_async(&self, headers: &HeaderMap) -> Result<AccessClaims, Refusal> {
+        let token = bearer_token(headers).inspect_err(|refusal| {
+            tracing::debug!(reason = refusal.code(), "access token refused");
+        })?;
+        self.check_token_async(token).await
+    }
+
+    /// Like [`Guard::check_token`], with the unknown-key refetch of
+    /// [`Guard::check_async`].
+    pub async fn check_token_async(&self, token: &str) -> Result<AccessClaims, Refusal> {
+        match self.check_token(token) {
+            Err(Refusal::Invalid(TokenError::UnknownKey)) => {
+                let Some(remote_keys) = self.remote_keys.get() else {
+                    return Err(Refusal::Invalid(TokenError::UnknownKey));
+                };
+                if remote_keys.refetch_for_unknown_key(self).await {
+                    self.check_token(token)
+                } else {
+                    Err(Refusal::Invalid(TokenError::UnknownKey))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The ended sessions this guard refuses, shared by its clones.
+    pub(crate) fn ended_sessions(&self) -> &EndedSessions {
+        &self.ended
+    }
+
+    /// Remembers `remote_keys` for [`Guard::check_async`]; a second call is ignored.
+    pub(crate) fn set_remote_keys(&self, remote_keys: RemoteKeys) -> bool {
+        self.remote_keys.set(remote_keys).is_ok()
     }
 }
 
@@ -97,6 +190,9 @@ pub enum Refusal {
     /// The token failed validation.
     #[error("{0}")]
     Invalid(TokenError),
+    /// The token is valid, but the issuer's revocation feed says its session has ended.
+    #[error("the session of this token has ended")]
+    SessionEnded,
 }
 
 impl Refusal {
@@ -106,6 +202,7 @@ impl Refusal {
             Self::Missing => "missing",
             Self::MalformedHeader => "malformed_header",
             Self::Invalid(error) => error.code(),
+            Self::SessionEnded => "session_ended",
         }
     }
 }
@@ -189,7 +286,8 @@ pub fn unix_now() -> i64 {
 }
 
 /// The validated claims of the caller. Extracting it refuses the request with 401 when
-/// the token is missing or invalid.
+/// the token is missing or invalid; a token signed by a key the guard does not know yet
+/// makes the attached [`RemoteKeys`], if any, look for it first.
 #[derive(Debug, Clone)]
 pub struct Identity(pub AccessClaims);
 
@@ -201,7 +299,10 @@ where
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
-        Guard::from_ref(state).check(&parts.headers).map(Identity)
+        Guard::from_ref(state)
+            .check_async(&parts.headers)
+            .await
+            .map(Identity)
     }
 }
 
