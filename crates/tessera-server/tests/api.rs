@@ -569,6 +569,23 @@ async fn public_documents_describe_the_keys_and_endpoints() {
     assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
     assert!(jwks["keys"][0].get("d").is_none());
     assert_eq!(discovery["issuer"], app.base);
+    for (member, path) in [
+        ("token_endpoint", "/oauth/token"),
+        ("revocation_endpoint", "/oauth/revoke"),
+        ("userinfo_endpoint", "/userinfo"),
+    ] {
+        assert_eq!(discovery[member], format!("{}{path}", app.base), "{member}");
+    }
+    assert_eq!(
+        discovery["grant_types_supported"],
+        json!(["password", "refresh_token"])
+    );
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        json!(["EdDSA"])
+    );
+    // Off unless a resource-server credential is configured.
+    assert!(discovery.get("introspection_endpoint").is_none());
     assert_eq!(
         discovery["jwks_uri"],
         format!("{}/.well-known/jwks.json", app.base)

@@ -537,6 +537,19 @@ async fn introspection_answers_resource_servers_holding_the_credential() {
         .await
         .unwrap();
 
+    let discovery: Value = app
+        .http
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        discovery["introspection_endpoint"],
+        app.url("/oauth/introspect")
+    );
     assert_eq!(access["active"], true);
     assert_eq!(access["token_type"], "access_token");
     assert_eq!(refresh["active"], true);

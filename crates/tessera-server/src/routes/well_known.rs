@@ -34,18 +34,31 @@ pub(super) async fn discovery(State(state): State<AppState>) -> Json<Value> {
     algorithms.push(state.keys.issuer().key().algorithm().jose_name().to_owned());
     algorithms.sort();
     algorithms.dedup();
-    Json(json!({
+    let mut document = json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
         "token_endpoint": format!("{issuer}/oauth/token"),
+        "revocation_endpoint": format!("{issuer}/oauth/revoke"),
         "userinfo_endpoint": format!("{issuer}/userinfo"),
         "grant_types_supported": ["password", "refresh_token"],
         "response_types_supported": ["token"],
         "token_endpoint_auth_methods_supported": ["none"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
         "subject_types_supported": ["public"],
+        // RFC 8414 has no member for access-token algorithms: the OpenID one, which
+        // libraries read, and an explicit one.
         "id_token_signing_alg_values_supported": algorithms,
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid"],
-    }))
+        "access_token_signing_alg_values_supported": algorithms,
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "sid", "scope", "roles",
+        ],
+    });
+    // Listed only when it is on: resource servers need the configured credential.
+    if state.introspection.is_some() {
+        document["introspection_endpoint"] = json!(format!("{issuer}/oauth/introspect"));
+        document["introspection_endpoint_auth_methods_supported"] = json!(["bearer"]);
+    }
+    Json(document)
 }
 
 pub(super) async fn healthz() -> Json<Value> {
