@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crate::store::{SessionId, Store};
 
+/// How many ends a slow subscriber of the live feed may fall behind before it is cut
+/// off (and reconnects from its last event).
+const FEED_BUFFER: usize = 1024;
+
 /// Sessions ended recently enough that some of their access tokens may still be live.
 #[derive(Debug)]
 pub(crate) struct Revocations {
@@ -18,6 +22,8 @@ pub(crate) struct Revocations {
     ended: RwLock<HashMap<String, i64>>,
     /// Access-token lifetime plus leeway: after that long, a session's tokens are dead.
     horizon_secs: i64,
+    /// Every newly known end, for the live feed to resource servers.
+    feed: tokio::sync::broadcast::Sender<(String, i64)>,
 }
 
 impl Revocations {
@@ -25,7 +31,13 @@ impl Revocations {
         Self {
             ended: RwLock::new(HashMap::new()),
             horizon_secs,
+            feed: tokio::sync::broadcast::channel(FEED_BUFFER).0,
         }
+    }
+
+    /// The ends learnt from now on, as they are learnt.
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<(String, i64)> {
+        self.feed.subscribe()
     }
 
     /// Whether the session has ended.
@@ -40,7 +52,11 @@ impl Revocations {
     pub(crate) fn insert<'a>(&self, sessions: impl IntoIterator<Item = (&'a SessionId, i64)>) {
         if let Ok(mut ended) = self.ended.write() {
             for (session, at) in sessions {
-                ended.entry(session.0.clone()).or_insert(at);
+                if !ended.contains_key(&session.0) {
+                    ended.insert(session.0.clone(), at);
+                    // No subscriber is not an error: nobody follows the feed.
+                    let _ = self.feed.send((session.0.clone(), at));
+                }
             }
         }
     }

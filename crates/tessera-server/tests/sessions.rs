@@ -774,3 +774,56 @@ async fn the_revocation_feed_lists_ended_sessions_for_resource_servers_only() {
     assert!(feed["horizon"].as_i64().unwrap() > 0);
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_live_feed_streams_an_end_as_it_happens() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("resource.secret");
+    let credential = "cmVzb3VyY2Utc2VydmVyLXN0cmVhbS1jcmVkZW50aWFs";
+    std::fs::write(&secret_file, credential).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let app = app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
+    app.sign_up("sven").await;
+    let tokens = app.log_in("sven").await;
+    let address = app.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "GET /auth/revocations/stream HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {credential}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // The answer's head arrives before anything ends.
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !received.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = stream.read(&mut buffer).await.unwrap();
+        assert!(read > 0, "the stream closed");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+
+    app.post("/auth/logout", &tokens.access).await;
+    let sid = {
+        let segment = tokens.access.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, segment)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["sid"].as_str().unwrap().to_owned()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !String::from_utf8_lossy(&received).contains(&sid) {
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buffer))
+            .await
+            .expect("no event within 2 s")
+            .unwrap();
+        assert!(read > 0, "the stream closed");
+        received.extend_from_slice(&buffer[..read]);
+    }
+
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.contains("event: ended"));
+}

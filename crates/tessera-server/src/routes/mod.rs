@@ -75,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/verify", get(resource_servers::verify))
         .route("/auth/revocations", get(resource_servers::revocations))
         .route(
+            "/auth/revocations/stream",
+            get(resource_servers::revocation_stream),
+        )
+        .route(
             "/userinfo",
             get(accounts::userinfo).post(accounts::userinfo),
         )

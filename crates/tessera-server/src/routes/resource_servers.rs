@@ -10,6 +10,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use std::convert::Infallible;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use futures_util::stream;
+use tokio::sync::broadcast::error::RecvError;
+
 use crate::current_user::authenticate;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -94,4 +101,53 @@ pub(super) async fn revocations(
             .collect(),
         horizon,
     }))
+}
+
+/// `GET /auth/revocations/stream[?since=N]`: the same feed as server-sent events, for
+/// followers that want ends within milliseconds instead of a poll interval. It sends
+/// the ends since `since` (or the `Last-Event-ID` a reconnecting client sends) first,
+/// then each end as this server learns it. Event ids are the `ended_at` seconds, so a
+/// reconnect resumes without gaps (possibly repeating an entry).
+pub(super) async fn revocation_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    super::oauth::check_resource_server(&state, &headers)?;
+    let Query(query) =
+        query.map_err(|_| ApiError::InvalidRequest("since must be unix seconds".to_owned()))?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok());
+    let horizon = state.revocations.horizon_secs();
+    let since = resume
+        .or(query.since)
+        .unwrap_or(crate::clock::now().saturating_sub(horizon))
+        .max(0);
+    // Subscribe before reading the backlog: an end in between is then sent twice,
+    // never lost.
+    let live = state.revocations.subscribe();
+    let backlog = state.store.ended_since(since).await?;
+
+    let backlog = stream::iter(
+        backlog
+            .into_iter()
+            .map(|(session, at)| Ok(ended_event(&session.0, at))),
+    );
+    let live = stream::unfold(live, |mut live| async move {
+        match live.recv().await {
+            Ok((session, at)) => Some((Ok(ended_event(&session, at)), live)),
+            // Fell behind: end the stream; the client reconnects from its last id.
+            Err(RecvError::Lagged(_) | RecvError::Closed) => None,
+        }
+    });
+    Ok(Sse::new(futures_util::StreamExt::chain(backlog, live)).keep_alive(KeepAlive::default()))
+}
+
+fn ended_event(session: &str, ended_at: i64) -> Event {
+    Event::default()
+        .event("ended")
+        .id(ended_at.to_string())
+        .data(serde_json::json!({"sid": session, "ended_at": ended_at}).to_string())
 }
