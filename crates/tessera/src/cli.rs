@@ -135,6 +135,18 @@ impl fmt::Display for NotLoggedIn {
 
 impl std::error::Error for NotLoggedIn {}
 
+/// The command line asks for something this tool does not do (exit code 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// A server and, if the user logged in to it with this tool, its profile.
 #[derive(Debug, Clone)]
 struct Target {
@@ -232,6 +244,9 @@ async fn on_store<S: Send + Sync + 'static + ?Sized, T: Send + 'static>(
 fn classify(error: &anyhow::Error) -> (u8, Option<String>) {
     if error.downcast_ref::<NotLoggedIn>().is_some() {
         return (EXIT_LOGGED_OUT, None);
+    }
+    if error.downcast_ref::<UsageError>().is_some() {
+        return (EXIT_USAGE, None);
     }
     let Some(client) = error.chain().find_map(|e| e.downcast_ref::<ClientError>()) else {
         return (EXIT_OTHER, None);

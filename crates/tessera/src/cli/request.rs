@@ -12,7 +12,9 @@ use clap::Args;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tessera_client::Method;
 
-use super::{EXIT_HTTP_STATUS, ServerChoice, required_target, session, token_from_environment};
+use super::{
+    EXIT_HTTP_STATUS, ServerChoice, UsageError, required_target, session, token_from_environment,
+};
 
 /// Arguments of `tessera request`.
 #[derive(Debug, Args)]
@@ -138,15 +140,17 @@ fn header_map(options: &[String]) -> anyhow::Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     for option in options {
         let Some((name, value)) = option.split_once(':') else {
-            bail!("header `{option}` is not `Name: value`");
+            return Err(UsageError(format!("header `{option}` is not `Name: value`")).into());
         };
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .with_context(|| format!("`{}` is not a header name", name.trim()))?;
         if name == AUTHORIZATION {
-            bail!(
+            return Err(UsageError(
                 "-H Authorization is not allowed: the stored token is sent; \
                  set TESSERA_TOKEN to send another one"
-            );
+                    .to_owned(),
+            )
+            .into());
         }
         let value = HeaderValue::from_str(value.trim())
             .with_context(|| format!("the value of header `{name}` is not valid"))?;
