@@ -1,0 +1,128 @@
+//! The harness the command-line tests share: a real `tessera server` child process on
+//! a free loopback port, its start-up line read for the URL, killed when dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// Each test binary uses its own part of the harness.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// The binary under test.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_tessera");
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `tessera server` child process, killed when dropped so that a failing
+/// assertion does not leave it running.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    log: Arc<Mutex<String>>,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `tessera server` on a free loopback port with a fresh data dir and
+    /// the given access-token lifetime.
+    pub fn start(access_ttl: &str) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let child = Command::new(BINARY)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .args(["--access-ttl", access_ttl])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start `tessera server`");
+        // The guard exists before anything can fail, so the child is
+        // always killed.
+        let mut server = Server {
+            child,
+            url: String::new(),
+            log: Arc::default(),
+            _data_dir: data_dir,
+        };
+
+        let (lines, address) = mpsc::channel();
+        let stderr = server.child.stderr.take().unwrap();
+        let log = Arc::clone(&server.log);
+        // Keeps draining stderr for the server's whole life: a full pipe
+        // would block its logging.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let line = without_ansi(&line);
+                if let Some(url) = listening_url(&line) {
+                    let _ = lines.send(url);
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+
+        match address.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(url) => server.url = url,
+            Err(_) => panic!(
+                "no `listening on http://…` line from the server; its log:\n{}",
+                server.log.lock().unwrap()
+            ),
+        }
+        server
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The server's data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+}
+
+/// `http://127.0.0.1:PORT` from the start-up line, if this is it.
+fn listening_url(line: &str) -> Option<String> {
+    let start = line.find("listening on http://")? + "listening on ".len();
+    let url: String = line[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || ":/.[]".contains(*c))
+        .collect();
+    let url = url.trim_end_matches(['/', '.']).to_owned();
+    url.rsplit(':')
+        .next()
+        .is_some_and(|port| port.parse::<u16>().is_ok_and(|p| p != 0))
+        .then_some(url)
+}
+
+/// The line without terminal colour codes, which log formatters may add
+/// even when writing to a pipe.
+fn without_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequences end with a letter, as in `ESC [ 2 m`.
+            for inner in chars.by_ref() {
+                if inner.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
