@@ -293,15 +293,7 @@ impl LoginThrottle {
             record.last_failure = Some(now);
             record.last_seen = now;
         }
-        if ledger.accounts.contains_key(&pair.0)
-            || make_room(&mut ledger.accounts, max_keys, |record| {
-                record.evictable(now, config)
-            })
-        {
-            let record = ledger
-                .accounts
-                .entry(pair.0)
-                .or_insert_with(|| AccountRecord::new(now));
+        if let Some(record) = ledger.account_record(pair.0, now, max_keys, config) {
             record.reservations.release();
             record.count_failure(now, config);
         }
@@ -316,15 +308,7 @@ impl LoginThrottle {
         let mut ledger = self.lock();
 
         ledger.pairs.remove(&pair);
-        if ledger.accounts.contains_key(&pair.0)
-            || make_room(&mut ledger.accounts, max_keys, |record| {
-                record.evictable(now, config)
-            })
-        {
-            let record = ledger
-                .accounts
-                .entry(pair.0)
-                .or_insert_with(|| AccountRecord::new(now));
+        if let Some(record) = ledger.account_record(pair.0, now, max_keys, config) {
             record.reservations.release();
             record.remember(pair.1, now);
         }
@@ -398,6 +382,26 @@ type ClientLimiter =
     RateLimiter<ClientKey, HashMapStateStore<ClientKey>, CallerClock, NoOpMiddleware<Nanos>>;
 
 impl Ledger {
+    /// The record of `account`, made (room permitting) when there is none; `None`
+    /// when the table is full of records that must stay.
+    fn account_record(
+        &mut self,
+        account: AccountKey,
+        now: Instant,
+        max_keys: usize,
+        config: &ThrottleConfig,
+    ) -> Option<&mut AccountRecord> {
+        let present = self.accounts.contains_key(&account)
+            || make_room(&mut self.accounts, max_keys, |record| {
+                record.evictable(now, config)
+            });
+        present.then(|| {
+            self.accounts
+                .entry(account)
+                .or_insert_with(|| AccountRecord::new(now))
+        })
+    }
+
     /// Shows `governor` the caller's `now`. Concurrent callers may arrive slightly out
     /// of order; the clock only moves forward, as `governor` expects.
     fn advance_clock(&mut self, now: Instant) {

@@ -68,6 +68,23 @@ fn create_owner_only(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Stores a newly issued refresh token (its hash) of `session` inside a transaction.
+async fn insert_refresh(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    token: RefreshHash,
+    session: &str,
+    issued_at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)")
+        .bind(&token.0[..])
+        .bind(session)
+        .bind(issued_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
 /// Ends the open sessions of `user` but `keep` inside a transaction; the ids ended.
 async fn end_sessions_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -297,15 +314,7 @@ impl Store for SqliteStore {
         if opened != 1 {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
-        )
-        .bind(&first.0[..])
-        .bind(&session.id.0)
-        .bind(session.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        insert_refresh(&mut tx, first, &session.id.0, session.created_at).await?;
         tx.commit().await.map_err(classify)?;
         Ok(true)
     }
@@ -392,15 +401,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, session_id, issued_at) VALUES (?, ?, ?)",
-        )
-        .bind(&successor.0[..])
-        .bind(&session_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        insert_refresh(&mut tx, successor, &session_id, now).await?;
         tx.commit().await.map_err(classify)?;
         Ok(true)
     }
