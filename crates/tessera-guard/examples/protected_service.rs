@@ -1,6 +1,8 @@
 //! A resource server protected by Tessera: `/hello` needs a valid access token and
 //! `/admin` the role `admin`. Keys come from the issuer named by `TESSERA_ISSUER`
-//! (discovery, then its JWKS, refreshed in the background).
+//! (discovery, then its JWKS, refreshed in the background). With `TESSERA_FEED_CREDENTIAL`
+//! (the issuer's introspection credential) it also follows the issuer's feed of ended
+//! sessions, refusing a logged-out session's tokens at once.
 //!
 //! ```text
 //! TESSERA_ISSUER=http://127.0.0.1:8080 cargo run -p tessera-guard --example protected_service
@@ -9,7 +11,7 @@
 
 use axum::Router;
 use axum::routing::get;
-use tessera_guard::{Guard, Identity, InsufficientScope, RemoteKeys};
+use tessera_guard::{Guard, Identity, InsufficientScope, RemoteKeys, RevocationFeed};
 use tessera_token::{KeySet, Validator, ValidatorConfig};
 
 async fn hello(Identity(claims): Identity) -> String {
@@ -35,6 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("issuer keys not available yet ({error}); retrying in the background");
     }
     let _refresher = remote_keys.spawn(guard.clone());
+    let _feed = match std::env::var("TESSERA_FEED_CREDENTIAL") {
+        Ok(credential) => Some(RevocationFeed::new(&issuer, credential)?.spawn(guard.clone())),
+        Err(_) => None,
+    };
 
     let app = Router::new()
         .route("/hello", get(hello))

@@ -13,9 +13,10 @@
 //!   absent), and looks again when a token names an unknown `kid` (one fetch shared by
 //!   all waiting requests, at most one per 10 s). While the issuer is unreachable the
 //!   keys already fetched stay trusted.
-//! - [`RevocationFeed`] polls the issuer's feed of ended sessions every second, and the
-//!   guard refuses tokens of those sessions ([`Refusal::SessionEnded`], still a 401).
-//!   **If the feed is unreachable, a warning is logged once per outage and tokens of
+//! - [`RevocationFeed`] follows the issuer's stream of ended sessions (server-sent
+//!   events; polling every second when the stream cannot be opened), and the guard
+//!   refuses tokens of those sessions ([`Refusal::SessionEnded`], still a 401), without
+//!   a request per token. **If the feed is unreachable, a warning is logged once per outage and tokens of
 //!   sessions ended meanwhile stay valid until they expire**: revocation is prompt
 //!   while the feed is up, and bounded by the access-token lifetime otherwise.
 //!
@@ -43,17 +44,19 @@
 
 mod authorize;
 mod ended_sessions;
+mod layer;
 mod remote;
 mod remote_keys;
 #[cfg(test)]
 mod remote_tests;
 mod revocation_feed;
+mod sse;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -62,12 +65,14 @@ use tessera_token::{AccessClaims, KeySet, TokenError, Validator, read_compact};
 
 pub use authorize::{INSUFFICIENT_SCOPE_CHALLENGE, InsufficientScope};
 use ended_sessions::EndedSessions;
+pub use layer::{GuardLayer, GuardService};
 pub use remote::RemoteError;
 pub use remote_keys::{
     DEFAULT_KEYS_MAX_AGE, MAX_KEYS_MAX_AGE, MIN_KEYS_MAX_AGE, MIN_REFETCH_INTERVAL, RemoteKeys,
 };
 pub use revocation_feed::{
-    DEFAULT_POLL_INTERVAL, MAX_ENDED_SESSIONS, REVOCATIONS_PATH, RevocationFeed,
+    DEFAULT_POLL_INTERVAL, MAX_ENDED_SESSIONS, REVOCATION_STREAM_PATH, REVOCATIONS_PATH,
+    RevocationFeed,
 };
 
 /// The `WWW-Authenticate` value for every refused token (RFC 6750 §3).
@@ -287,7 +292,13 @@ pub fn unix_now() -> i64 {
 
 /// The validated claims of the caller. Extracting it refuses the request with 401 when
 /// the token is missing or invalid; a token signed by a key the guard does not know yet
-/// makes the attached [`RemoteKeys`], if any, look for it first.
+/// makes the attached [`RemoteKeys`], if any, look for it first. Behind a
+/// [`GuardLayer`] the layer's verdict is reused, not computed again.
+///
+/// As `Option<Identity>` it is for routes open to anyone: a request without an
+/// `Authorization` header gives `None`, and one with an invalid token is still refused
+/// with 401, so a client whose token went bad hears so instead of being served as a
+/// stranger.
 #[derive(Debug, Clone)]
 pub struct Identity(pub AccessClaims);
 
@@ -299,10 +310,32 @@ where
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(identity.clone());
+        }
         Guard::from_ref(state)
             .check_async(&parts.headers)
             .await
             .map(Identity)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for Identity
+where
+    Guard: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, Refusal> {
+        if parts.extensions.get::<Identity>().is_none()
+            && !parts.headers.contains_key(AUTHORIZATION)
+        {
+            return Ok(None);
+        }
+        <Identity as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
     }
 }
 

@@ -38,6 +38,9 @@ pub enum RemoteError {
     /// The discovery document points at keys on another origin, which was not allowed.
     #[error("jwks_uri {0} is on another origin than the issuer")]
     CrossOriginJwks(String),
+    /// The revocation stream sent nothing, not even a keep-alive, for this long.
+    #[error("the revocation stream was silent for {0:?}")]
+    StreamIdle(Duration),
     /// The key set holds no key this guard can use; the keys already known are kept.
     #[error("the key set holds no usable key")]
     NoUsableKey,

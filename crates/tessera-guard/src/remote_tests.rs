@@ -35,6 +35,11 @@ struct MockState {
     feed_page: Mutex<serde_json::Value>,
     feed_requests: Mutex<Vec<(Option<String>, Option<String>)>>,
     down: AtomicBool,
+    /// Events (already formatted) sent to open revocation streams.
+    stream: Mutex<Option<tokio::sync::broadcast::Sender<String>>>,
+    /// When set, the stream route answers this status instead of streaming.
+    stream_refusal: Mutex<Option<StatusCode>>,
+    stream_requests: Mutex<Vec<Option<String>>>,
     discovery_hits: AtomicUsize,
     jwks_hits: AtomicUsize,
 }
@@ -51,11 +56,13 @@ impl MockIssuer {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/.well-known/jwks.json", get(jwks))
             .route("/auth/revocations", get(revocations))
+            .route("/auth/revocations/stream", get(revocation_stream))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
         *state.issuer.lock().unwrap() = url.clone();
+        *state.stream.lock().unwrap() = Some(tokio::sync::broadcast::channel(16).0);
         Self { url, state }
     }
 
@@ -142,6 +149,26 @@ async fn revocations(
         return down;
     }
     axum::Json(state.feed_page.lock().unwrap().clone()).into_response()
+}
+
+async fn revocation_stream(
+    State(state): State<Arc<MockState>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    state.stream_requests.lock().unwrap().push(query);
+    if let Some(status) = *state.stream_refusal.lock().unwrap() {
+        return status.into_response();
+    }
+    let events = state.stream.lock().unwrap().as_ref().unwrap().subscribe();
+    let body = futures_util::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await.ok()?;
+        Some((Ok::<_, std::convert::Infallible>(event), events))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 /// Talks to 127.0.0.1 directly, whatever proxy the environment names.
@@ -605,4 +632,132 @@ async fn a_feed_outage_is_logged_once_and_valid_tokens_stay_accepted() {
     assert_eq!(logs.count("revocation feed unreachable"), 1);
     assert_eq!(logs.count("revocation feed reachable again"), 1);
     assert_eq!(logs.count("feed-credential"), 0);
+}
+
+impl MockIssuer {
+    /// Sends an `ended` event to every open stream; how many streams got it.
+    fn stream_end(&self, sid: &str, ended_at: i64) -> usize {
+        let event = format!(
+            "event: ended\nid: {ended_at}\ndata: {{\"sid\":\"{sid}\",\"ended_at\":{ended_at}}}\n\n"
+        );
+        let stream = self.state.stream.lock().unwrap();
+        stream.as_ref().unwrap().send(event).unwrap_or(0)
+    }
+
+    fn stream_requests(&self) -> Vec<Option<String>> {
+        self.state.stream_requests.lock().unwrap().clone()
+    }
+
+    fn feed_requests(&self) -> usize {
+        self.state.feed_requests.lock().unwrap().len()
+    }
+}
+
+/// Waits up to `limit` for `condition`, checking every 10 ms.
+async fn eventually(limit: Duration, condition: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}
+
+#[tokio::test]
+async fn an_end_on_the_stream_is_refused_at_once_without_polling() {
+    let issuer = MockIssuer::start().await;
+    let key = ed25519();
+    let guard = guard_with_key(&issuer, &key).await;
+    let token = issuer.token(&key, "session-1");
+    let other = issuer.token(&key, "session-2");
+    let now = unix_now();
+    *issuer.state.feed_page.lock().unwrap() = feed_page(now, &[], 900);
+    // Polling once an hour: only the stream can deliver the end in time.
+    let feed = RevocationFeed::new(&issuer.url, "feed-credential")
+        .unwrap()
+        .with_http_client(test_client())
+        .with_poll_interval(Duration::from_secs(3600))
+        .starting_at(now - 10)
+        .spawn(guard.clone());
+    assert!(
+        eventually(Duration::from_secs(5), || issuer.stream_requests().len()
+            == 1)
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || issuer.stream_end("warm-up", now)
+            == 1)
+        .await
+    );
+
+    assert_eq!(issuer.stream_end("session-1", now), 1);
+
+    assert!(
+        eventually(Duration::from_secs(2), || guard.check_token(&token)
+            == Err(Refusal::SessionEnded))
+        .await
+    );
+    assert!(guard.check_token(&other).is_ok());
+    assert_eq!(
+        issuer.feed_requests(),
+        1,
+        "one catch-up poll, then the stream only"
+    );
+    assert_eq!(
+        issuer.stream_requests(),
+        [Some(format!("since={now}"))],
+        "the stream opens from the cursor of the catch-up poll"
+    );
+    feed.abort();
+}
+
+#[tokio::test]
+async fn without_a_stream_the_follower_polls() {
+    let issuer = MockIssuer::start().await;
+    let key = ed25519();
+    let guard = guard_with_key(&issuer, &key).await;
+    let token = issuer.token(&key, "session-1");
+    let now = unix_now();
+    *issuer.state.stream_refusal.lock().unwrap() = Some(StatusCode::NOT_FOUND);
+    *issuer.state.feed_page.lock().unwrap() = feed_page(now, &[], 900);
+    let feed = RevocationFeed::new(&issuer.url, "feed-credential")
+        .unwrap()
+        .with_http_client(test_client())
+        .with_poll_interval(Duration::from_millis(50))
+        .spawn(guard.clone());
+    assert!(eventually(Duration::from_secs(5), || issuer.feed_requests() >= 2).await);
+
+    *issuer.state.feed_page.lock().unwrap() = feed_page(now, &[("session-1", now)], 900);
+
+    assert!(
+        eventually(Duration::from_secs(2), || guard.check_token(&token)
+            == Err(Refusal::SessionEnded))
+        .await
+    );
+    assert_eq!(
+        issuer.stream_requests().len(),
+        1,
+        "retried only after a while"
+    );
+    feed.abort();
+}
+
+#[tokio::test]
+async fn a_polling_only_follower_never_opens_the_stream() {
+    let issuer = MockIssuer::start().await;
+    let key = ed25519();
+    let guard = guard_with_key(&issuer, &key).await;
+    *issuer.state.feed_page.lock().unwrap() = feed_page(unix_now(), &[], 900);
+    let feed = RevocationFeed::new(&issuer.url, "feed-credential")
+        .unwrap()
+        .with_http_client(test_client())
+        .with_poll_interval(Duration::from_millis(20))
+        .polling_only()
+        .spawn(guard.clone());
+
+    assert!(eventually(Duration::from_secs(5), || issuer.feed_requests() >= 3).await);
+    assert!(issuer.stream_requests().is_empty());
+    feed.abort();
 }
