@@ -13,7 +13,7 @@ pub enum TokenError {
     /// The header has a member Tessera does not accept (`jku`, `jwk`, `crit`, …).
     #[error("token header has a forbidden or unknown member")]
     ForbiddenHeader,
-    /// The header `typ` is not `at+jwt`.
+    /// The header `typ` is neither `at+jwt` nor `application/at+jwt`.
     #[error("token type is not an access token")]
     WrongType,
     /// No key of Tessera's own has this `kid`.

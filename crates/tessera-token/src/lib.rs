@@ -42,3 +42,6 @@ pub use validate::{MAX_LEEWAY_SECS, Validator, ValidatorConfig};
 
 /// The `typ` header of Tessera access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// The same type as a full media type, which other issuers may write and validation
+/// accepts (RFC 9068 §4); Tessera itself always writes [`ACCESS_TOKEN_TYPE`].
+pub const ACCESS_TOKEN_MEDIA_TYPE: &str = "application/at+jwt";

@@ -7,8 +7,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 
 use crate::{
-    ACCESS_TOKEN_TYPE, AccessClaims, DEFAULT_MAX_TOKEN_BYTES, KeyError, KeySet, TokenError,
-    VerifyingKey, read_compact,
+    ACCESS_TOKEN_MEDIA_TYPE, ACCESS_TOKEN_TYPE, AccessClaims, DEFAULT_MAX_TOKEN_BYTES, KeyError,
+    KeySet, TokenError, VerifyingKey, read_compact,
 };
 
 /// The largest clock-skew allowance Tessera accepts, in seconds.
@@ -74,7 +74,12 @@ impl Validator {
     /// Validates `token` at time `now` (seconds since the epoch) and returns its claims.
     pub fn validate(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let jws = read_compact(token, self.config.max_token_bytes)?;
-        if jws.header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        // RFC 9068 §4: `at+jwt`, or the same media type written in full (RFC 7515
+        // §4.1.9 lets issuers omit `application/`), and nothing else.
+        if !matches!(
+            jws.header.typ.as_deref(),
+            Some(ACCESS_TOKEN_TYPE | ACCESS_TOKEN_MEDIA_TYPE)
+        ) {
             return Err(TokenError::WrongType);
         }
         let kid = jws.header.kid.as_deref().ok_or(TokenError::UnknownKey)?;

@@ -302,6 +302,31 @@ fn tokens_that_are_not_access_tokens_are_refused() {
 }
 
 #[test]
+fn the_access_token_type_is_accepted_as_a_full_media_type_and_in_no_other_spelling() {
+    let harness = Harness::new();
+    let with_typ = |typ: &str| {
+        let mut header = harness.header();
+        header["typ"] = json!(typ);
+        harness.sign(&header, &harness.claims())
+    };
+
+    // RFC 9068 §4: "at+jwt" or "application/at+jwt".
+    assert!(harness.check(&with_typ("application/at+jwt")).is_ok());
+    for typ in [
+        "AT+JWT",
+        "application/jwt",
+        "application/at+jwt ",
+        "x-at+jwt",
+    ] {
+        assert_eq!(
+            harness.check(&with_typ(typ)),
+            Err(TokenError::WrongType),
+            "{typ}"
+        );
+    }
+}
+
+#[test]
 fn expired_and_expiry_less_tokens_are_refused() {
     let harness = Harness::new();
 
