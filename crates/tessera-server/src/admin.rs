@@ -1,8 +1,11 @@
-//! Administration on a data dir, for `tessera admin`: users (list, create, disable,
-//! enable, roles), sessions (list, revoke) and the audit trail. It writes the database
+//! Administration of a server's database (the SQLite file in its data dir, or PostgreSQL
+//! at its `database_url`), for `tessera admin`: users (list, create, disable, enable,
+//! roles), sessions (list, revoke) and the audit trail. It writes the database
 //! directly; a running server sees ended sessions within a second (it follows the
 //! sessions' `ended_at`), so disabling a user or revoking a session takes effect at once
 //! without a restart.
+
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use tessera_token::Secret;
@@ -10,26 +13,26 @@ use tessera_token::Secret;
 use crate::clock;
 use crate::config::ServerConfig;
 use crate::passwords::Passwords;
-use crate::store::{AuditEvent, SessionId, SessionRecord, SqliteStore, Store, User, UserId};
+use crate::store::{AuditEvent, SessionId, SessionRecord, Store, User, UserId};
 
-/// The store of a data dir, for administration.
+/// A server's store, for administration.
 pub struct Admin {
-    store: SqliteStore,
+    store: Arc<dyn Store>,
 }
 
 impl Admin {
-    /// Opens the database of `config.data_dir`, which must exist.
+    /// Opens the database `config` names: PostgreSQL at `database_url`, else the SQLite
+    /// file of `config.data_dir`, which must exist.
     pub async fn open(config: &ServerConfig) -> anyhow::Result<Self> {
         let path = config.data_dir.join(crate::DATABASE_FILE);
-        if !path.exists() {
+        if config.database_url.is_none() && !path.exists() {
             bail!(
-                "no database in {}: start the server once, or pass its --data-dir",
+                "no database in {}: start the server once, or pass its --data-dir \
+                 (or its --database-url if it uses PostgreSQL)",
                 config.data_dir.display()
             );
         }
-        let store = SqliteStore::open(&path)
-            .await
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let store = crate::store::open(config.database_url.as_ref(), &path).await?;
         Ok(Self { store })
     }
 
@@ -45,9 +48,10 @@ impl Admin {
         password: Secret<String>,
     ) -> anyhow::Result<User> {
         let passwords = Passwords::new(1)?;
-        let user = crate::sessions::create_user(&self.store, &passwords, username, password)
-            .await
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        let user =
+            crate::sessions::create_user(self.store.as_ref(), &passwords, username, password)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
         self.audit("user_created", Some(&user.id), Some(&user.username))
             .await;
         Ok(user)

@@ -18,8 +18,11 @@ const MAX_ACCESS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Folder holding the database and the signing keys.
+    /// Folder holding the signing keys, and the SQLite database unless
+    /// `database_url` names another.
     pub data_dir: PathBuf,
+    /// The PostgreSQL database to use instead of the SQLite file in the data dir.
+    pub database_url: Option<DatabaseUrl>,
     /// Lifetime of access tokens.
     pub access_ttl: Duration,
     /// The `iss` of issued tokens; derived from the bound address when unset.
@@ -64,6 +67,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./tessera-data"),
+            database_url: None,
             access_ttl: Duration::from_secs(15 * 60),
             issuer: None,
             audience: "tessera".to_owned(),
@@ -85,6 +89,86 @@ impl Default for ServerConfig {
     }
 }
 
+/// A PostgreSQL connection URL (`postgres://` or `postgresql://`). Its `Debug` form
+/// and [`DatabaseUrl::redacted`] hide the password, so it can be logged and printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+/// What replaces a password when a database URL is shown.
+const REDACTED: &str = "REDACTED";
+
+impl DatabaseUrl {
+    /// Accepts PostgreSQL URLs only: the SQLite database is the data dir's own file,
+    /// chosen by leaving `database_url` unset.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        let postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| text.len() > scheme.len() && text.starts_with(scheme));
+        if !postgres || text.contains(char::is_whitespace) {
+            return Err(ConfigError::Value {
+                key: "database_url",
+                value: Self(text.to_owned()).redacted(),
+                hint: "give a PostgreSQL URL such as postgres://tessera@127.0.0.1:5432/tessera \
+                       (postgres:// or postgresql://), or leave it unset for SQLite in the \
+                       data dir"
+                    .to_owned(),
+            });
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The URL as given, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password (in the user part or a `password=` parameter)
+    /// replaced by `REDACTED`.
+    pub fn redacted(&self) -> String {
+        let url = &self.0;
+        let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+            return REDACTED.to_owned();
+        };
+        let rest = &url[scheme_end..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user_part, host)) => match user_part.split_once(':') {
+                Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
+                None => format!("{user_part}@{host}"),
+            },
+            None => authority.to_owned(),
+        };
+        let path = match path.split_once('?') {
+            Some((path, query)) => {
+                let (query, fragment) = query
+                    .split_once('#')
+                    .map_or((query, None), |(q, f)| (q, Some(f)));
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some(("password", _)) => format!("password={REDACTED}"),
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+                format!("{path}?{}{fragment}", query.join("&"))
+            }
+            None => path.to_owned(),
+        };
+        format!("{}{authority}{path}", &url[..scheme_end])
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
 /// One layer of configuration: every field optional, values as written by the user.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +177,8 @@ pub struct ConfigLayer {
     pub listen: Option<String>,
     /// `data_dir`
     pub data_dir: Option<PathBuf>,
+    /// `database_url`: `postgres://…`; absent means SQLite in the data dir
+    pub database_url: Option<String>,
     /// `access_ttl`, a human duration such as `15m`
     pub access_ttl: Option<String>,
     /// `issuer`
@@ -130,9 +216,10 @@ pub struct ConfigLayer {
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 19] = [
+pub const ENV_KEYS: [(&str, &str); 20] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
+    ("database_url", "TESSERA_DATABASE_URL"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
     ("issuer", "TESSERA_ISSUER"),
     ("audience", "TESSERA_AUDIENCE"),
@@ -222,6 +309,7 @@ impl ConfigLayer {
         Ok(Self {
             listen: get("listen"),
             data_dir: get("data_dir").map(PathBuf::from),
+            database_url: get("database_url"),
             access_ttl: get("access_ttl"),
             issuer: get("issuer"),
             audience: get("audience"),
@@ -249,6 +337,9 @@ impl ConfigLayer {
         }
         if let Some(data_dir) = self.data_dir {
             config.data_dir = data_dir;
+        }
+        if let Some(url) = self.database_url {
+            config.database_url = Some(DatabaseUrl::parse(&url)?);
         }
         if let Some(ttl) = self.access_ttl {
             config.access_ttl = parse_duration("access_ttl", &ttl)?;
@@ -435,7 +526,8 @@ impl ServerConfig {
     }
 
     /// The effective configuration as TOML, in the file's own keys. It holds no
-    /// secret: HS256 and introspection secrets are only named by their files.
+    /// secret: HS256 and introspection secrets are only named by their files, and the
+    /// database URL's password is replaced by `REDACTED`.
     pub fn to_toml(&self) -> String {
         let duration = human_duration;
         let path = |value: &Option<PathBuf>| value.as_ref().map(|path| path.display().to_string());
@@ -445,6 +537,9 @@ impl ServerConfig {
         };
         put("listen", self.listen.to_string().into());
         put("data_dir", self.data_dir.display().to_string().into());
+        if let Some(url) = &self.database_url {
+            put("database_url", url.redacted().into());
+        }
         put("access_ttl", duration(self.access_ttl).into());
         if let Some(issuer) = &self.issuer {
             put("issuer", issuer.clone().into());
@@ -671,6 +766,59 @@ mod tests {
             .unwrap_err();
 
         assert!(error.to_string().contains("lisen"));
+    }
+
+    #[test]
+    fn a_postgres_url_from_the_environment_chooses_postgres() {
+        let url = "postgresql://tessera:s3cret@db.internal:5432/tessera";
+
+        let config = ServerConfig::load(
+            None,
+            env(&[("TESSERA_DATABASE_URL", url)]),
+            ConfigLayer::default(),
+        )
+        .unwrap();
+
+        assert_eq!(config.database_url.unwrap().expose(), url);
+    }
+
+    #[test]
+    fn database_urls_other_than_postgres_are_refused_saying_what_is_accepted() {
+        for url in [
+            "sqlite://tessera.db",
+            "mysql://db/tessera",
+            "postgres://",
+            "db:5432",
+        ] {
+            let error = ServerConfig::load(
+                None,
+                env(&[("TESSERA_DATABASE_URL", url)]),
+                ConfigLayer::default(),
+            )
+            .unwrap_err();
+
+            assert!(error.to_string().contains("postgres://"), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_printed_database_url_hides_its_password() {
+        let flags = ConfigLayer {
+            database_url: Some(
+                "postgres://tessera:s3cret@db:5432/tessera?sslmode=disable&password=other"
+                    .to_owned(),
+            ),
+            ..ConfigLayer::default()
+        };
+        let config = ServerConfig::load(None, ConfigLayer::default(), flags).unwrap();
+
+        let printed = config.to_toml();
+
+        assert!(!printed.contains("s3cret") && !printed.contains("other"));
+        assert!(printed.contains(
+            "postgres://tessera:REDACTED@db:5432/tessera?sslmode=disable&password=REDACTED"
+        ));
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Tessera's HTTP service: routes, storage, sessions and configuration. [`Server::bind`]
 //! turns a [`ServerConfig`] into a listening socket with everything behind it (data dir,
-//! database, signing key); [`Server::serve`] answers until shut down.
+//! database: SQLite in the data dir or PostgreSQL at `database_url`, signing key);
+//! [`Server::serve`] answers until shut down.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -49,10 +50,9 @@ use crate::key_ring::{KeyPolicy, KeyRing};
 use crate::passwords::Passwords;
 use crate::revocations::Revocations;
 use crate::state::AppState;
-use crate::store::SqliteStore;
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 
-/// The database file inside the data dir.
+/// The SQLite database file inside the data dir, used when no `database_url` is set.
 pub(crate) const DATABASE_FILE: &str = "tessera.db";
 /// The folder of signing keys inside the data dir.
 pub const KEYS_DIR: &str = "keys";
@@ -69,13 +69,14 @@ pub struct Server {
     background: Background,
     passwords: Passwords,
     router: axum::Router,
-    store: SqliteStore,
     keys: Arc<KeyRing>,
     header_read_timeout: std::time::Duration,
     /// Held while the server runs: one server per data dir.
     _data_lock: std::fs::File,
     base_url: String,
     data_dir: PathBuf,
+    /// Which database serves, for the start-up line; no password.
+    database: String,
 }
 
 impl Server {
@@ -97,10 +98,13 @@ impl Server {
             .with_context(|| format!("cannot open data dir {}", config.data_dir.display()))?;
         keystore::check_private_dir(&data_dir)?;
         let data_lock = lock_data_dir(&data_dir)?;
-        let store = SqliteStore::open(&data_dir.join(DATABASE_FILE))
-            .await
-            .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        let store_handle =
+            store::open(config.database_url.as_ref(), &data_dir.join(DATABASE_FILE)).await?;
 
+        let database = match &config.database_url {
+            Some(url) => format!("PostgreSQL at {}", url.redacted()),
+            None => "SQLite".to_owned(),
+        };
         let bound = listener.local_addr()?;
         let issuer_url = config.issuer_for(bound);
 
@@ -110,7 +114,6 @@ impl Server {
         let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
         let horizon = key_admin::retain_secs(&config);
         let revocations = Arc::new(Revocations::new(horizon));
-        let store_handle: Arc<dyn store::Store> = Arc::new(store.clone());
         let passwords = Passwords::new(hashing_threads)?;
         let introspection = match &config.introspection_secret_file {
             Some(file) => {
@@ -143,12 +146,12 @@ impl Server {
             background,
             passwords,
             router: routes::router(state),
-            store,
             keys,
             header_read_timeout: config_header_timeout,
             _data_lock: data_lock,
             base_url: base_url(bound),
             data_dir,
+            database,
         })
     }
 
@@ -177,10 +180,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(
-            "listening on {}, data in {}",
+            "listening on {}, data in {}, database: {}",
             self.base_url,
-            self.data_dir.display()
+            self.data_dir.display(),
+            self.database
         );
+        let store = Arc::clone(&self.background.store);
         let key_refresh = tokio::spawn(key_ring::keep_fresh(self.keys, KEY_REFRESH_PERIOD));
         let revocation_feed = tokio::spawn(revocations::keep_in_step(
             Arc::clone(&self.background.store),
@@ -203,7 +208,7 @@ impl Server {
         revocation_feed.abort();
         audit_pruning.abort();
         throttle_pruning.abort();
-        self.store.close().await;
+        store.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! `tessera admin`: users, sessions and the audit trail of a data dir. Changes reach a
-//! running server within a second: ending a session or disabling a user refuses their
-//! access tokens at once.
+//! `tessera admin`: users, sessions and the audit trail of a server's database (the
+//! SQLite file in its data dir, or PostgreSQL with `--database-url`, read from the same
+//! configuration layers as the server). Changes reach a running server within a second:
+//! ending a session or disabling a user refuses their access tokens at once.
 
 use std::io::BufRead as _;
 use std::process::ExitCode;

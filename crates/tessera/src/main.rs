@@ -36,7 +36,7 @@ struct Tessera {
 enum Command {
     /// Run the Tessera server.
     Server(server_command::ServerArgs),
-    /// Administer users, sessions and the audit trail (works on the data dir).
+    /// Administer users, sessions and the audit trail (works on the server's database).
     #[command(subcommand)]
     Admin(admin_command::AdminCommand),
     /// List or rotate the server's signing keys (works on the data dir).

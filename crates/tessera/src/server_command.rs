@@ -32,10 +32,14 @@ pub(crate) struct ConfigArgs {
     /// Address to listen on [env: TESSERA_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Folder for the database and signing keys [env: TESSERA_DATA_DIR]
-    /// [default: ./tessera-data]
+    /// Folder for the signing keys, and the SQLite database unless --database-url
+    /// names another [env: TESSERA_DATA_DIR] [default: ./tessera-data]
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL database to use instead of SQLite, postgres://USER@HOST:PORT/DB
+    /// [env: TESSERA_DATABASE_URL] [default: SQLite in the data dir]
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// Access-token lifetime, such as 15m or 5s [env: TESSERA_ACCESS_TTL] [default: 15m]
     #[arg(long, value_name = "DURATION")]
     access_ttl: Option<String>,
@@ -118,6 +122,7 @@ impl ConfigArgs {
         let flags = ConfigLayer {
             listen: self.listen,
             data_dir: self.data_dir,
+            database_url: self.database_url,
             access_ttl: self.access_ttl,
             issuer: self.issuer,
             audience: self.audience,

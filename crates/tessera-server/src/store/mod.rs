@@ -1,12 +1,41 @@
 //! The repository: everything Tessera keeps, behind one trait so that SQLite (the
-//! embedded default) and other databases serve the same service code.
+//! embedded default) and PostgreSQL (for several instances behind a load balancer) serve
+//! the same service code. [`open`] picks the one the configuration names.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use async_trait::async_trait;
 use serde::Serialize;
+
+use crate::config::DatabaseUrl;
+
+/// Opens the store at `database_url` (PostgreSQL), or, without one, the SQLite file
+/// `sqlite_file`; either way its migrations have run when this returns.
+pub async fn open(
+    database_url: Option<&DatabaseUrl>,
+    sqlite_file: &Path,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match database_url {
+        Some(url) => {
+            Arc::new(PgStore::open(url).await.with_context(|| {
+                format!("cannot open the PostgreSQL database {}", url.redacted())
+            })?)
+        }
+        None => Arc::new(
+            SqliteStore::open(sqlite_file)
+                .await
+                .with_context(|| format!("cannot open {}", sqlite_file.display()))?,
+        ),
+    })
+}
 
 /// A user's id: a random UUID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -163,7 +192,8 @@ pub enum StoreError {
     /// A uniqueness constraint refused the write.
     #[error("conflict")]
     Conflict,
-    /// The database stayed busy or locked past its timeout.
+    /// The database stayed busy or locked past its timeout, gave up a transaction that
+    /// lost to a concurrent one, or could not be reached: worth retrying shortly.
     #[error("database busy")]
     Busy,
     /// Any other database failure.
@@ -304,4 +334,118 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Closes every connection once in-flight work is done; called at shutdown.
+    async fn close(&self);
+}
+
+// Rows as both stores read them, in the order of their SELECT lists, and what they
+// become.
+
+type NoteRow = (String, String, String, i64, i64);
+
+fn note_from_row((id, title, body, created_at, updated_at): NoteRow) -> Note {
+    Note {
+        id,
+        title,
+        body,
+        created_at,
+        updated_at,
+    }
+}
+
+/// Role names as stored: space-separated.
+fn split_roles(roles: &str) -> Vec<String> {
+    roles.split_whitespace().map(str::to_owned).collect()
+}
+
+type UserRow = (String, String, String, bool, i64, String);
+
+fn credentials_from_row(
+    (id, username, password_hash, disabled, created_at, roles): UserRow,
+) -> Credentials {
+    Credentials {
+        user: User {
+            id: UserId(id),
+            username,
+            created_at,
+            roles: split_roles(&roles),
+            disabled,
+        },
+        password_hash,
+    }
+}
+
+type RefreshRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    bool,
+    i64,
+);
+
+fn refresh_from_row(
+    (session, user, roles, spent_at, successor, sealed, live, expires_at): RefreshRow,
+) -> RefreshRecord {
+    RefreshRecord {
+        session: SessionId(session),
+        user: UserId(user),
+        roles: split_roles(&roles),
+        spent_at,
+        successor: successor
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .map(RefreshHash),
+        successor_sealed: sealed,
+        session_live: live,
+        session_expires_at: expires_at,
+    }
+}
+
+type SessionRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+fn session_from_row(
+    (id, client_id, user_agent, ip, created_at, last_used_at, expires_at): SessionRow,
+) -> SessionRecord {
+    SessionRecord {
+        id: SessionId(id),
+        client_id,
+        user_agent,
+        ip,
+        created_at,
+        last_used_at,
+        expires_at,
+    }
+}
+
+type AuditRow = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn audit_from_row((at, kind, user_id, session_id, ip, user_agent, detail): AuditRow) -> AuditEvent {
+    AuditEvent {
+        at,
+        kind,
+        user_id,
+        session_id,
+        ip,
+        user_agent,
+        detail,
+    }
 }

@@ -10,8 +10,10 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    AuditEvent, Credentials, NewSession, NewUser, Note, RefreshHash, RefreshRecord, SessionId,
-    SessionRecord, Store, StoreError, User, UserId,
+    AuditEvent, AuditRow, Credentials, NewSession, NewUser, Note, NoteRow, RefreshHash,
+    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, User,
+    UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
+    session_from_row,
 };
 
 /// How long a statement waits for another connection's write lock.
@@ -44,11 +46,6 @@ impl SqliteStore {
             .await
             .map_err(|error| StoreError::Database(error.into()))?;
         Ok(Self { pool })
-    }
-
-    /// Closes every connection, checkpointing the WAL.
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 
@@ -123,40 +120,6 @@ fn classify(error: sqlx::Error) -> StoreError {
         }
         sqlx::Error::PoolTimedOut => StoreError::Busy,
         _ => StoreError::Database(error),
-    }
-}
-
-type NoteRow = (String, String, String, i64, i64);
-
-fn note_from_row((id, title, body, created_at, updated_at): NoteRow) -> Note {
-    Note {
-        id,
-        title,
-        body,
-        created_at,
-        updated_at,
-    }
-}
-
-/// Role names as stored: space-separated.
-fn split_roles(roles: &str) -> Vec<String> {
-    roles.split_whitespace().map(str::to_owned).collect()
-}
-
-type UserRow = (String, String, String, bool, i64, String);
-
-fn credentials_from_row(
-    (id, username, password_hash, disabled, created_at, roles): UserRow,
-) -> Credentials {
-    Credentials {
-        user: User {
-            id: UserId(id),
-            username,
-            created_at,
-            roles: split_roles(&roles),
-            disabled,
-        },
-        password_hash,
     }
 }
 
@@ -325,17 +288,7 @@ impl Store for SqliteStore {
         now: i64,
         idle_secs: i64,
     ) -> Result<Option<RefreshRecord>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            Option<i64>,
-            Option<Vec<u8>>,
-            Option<Vec<u8>>,
-            bool,
-            i64,
-        );
-        let row: Option<Row> = sqlx::query_as(
+        let row: Option<RefreshRow> = sqlx::query_as(
             "SELECT r.session_id, s.user_id, u.roles, r.spent_at, r.successor_hash,
                     r.successor_sealed,
                     (s.ended_at IS NULL AND s.expires_at > ?1
@@ -352,20 +305,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(row.map(
-            |(session, user, roles, spent_at, successor, sealed, live, expires_at)| RefreshRecord {
-                session: SessionId(session),
-                user: UserId(user),
-                roles: split_roles(&roles),
-                spent_at,
-                successor: successor
-                    .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-                    .map(RefreshHash),
-                successor_sealed: sealed,
-                session_live: live,
-                session_expires_at: expires_at,
-            },
-        ))
+        Ok(row.map(refresh_from_row))
     }
 
     async fn spend_refresh(
@@ -445,16 +385,7 @@ impl Store for SqliteStore {
         user: &UserId,
         now: i64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        type Row = (
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            i64,
-            i64,
-            i64,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<SessionRow> = sqlx::query_as(
             "SELECT id, client_id, user_agent, ip, created_at, last_used_at, expires_at
              FROM sessions
              WHERE user_id = ? AND ended_at IS NULL AND expires_at > ?
@@ -465,22 +396,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, client_id, user_agent, ip, created_at, last_used_at, expires_at)| {
-                    SessionRecord {
-                        id: SessionId(id),
-                        client_id,
-                        user_agent,
-                        ip,
-                        created_at,
-                        last_used_at,
-                        expires_at,
-                    }
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(session_from_row).collect())
     }
 
     async fn session_owner(&self, session: &SessionId) -> Result<Option<UserId>, StoreError> {
@@ -526,16 +442,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT at, kind, user_id, session_id, ip, user_agent, detail
              FROM audit_events ORDER BY id DESC LIMIT ?",
         )
@@ -543,20 +450,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(at, kind, user_id, session_id, ip, user_agent, detail)| AuditEvent {
-                    at,
-                    kind,
-                    user_id,
-                    session_id,
-                    ip,
-                    user_agent,
-                    detail,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(audit_from_row).collect())
     }
 
     async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
@@ -650,5 +544,10 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+
+    /// Closes every connection, checkpointing the WAL.
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
