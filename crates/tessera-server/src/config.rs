@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// File holding the credential resource servers present to the introspection
     /// endpoint; without it the endpoint is off.
     pub introspection_secret_file: Option<PathBuf>,
+    /// File holding the master key that seals signing keys kept in the database; with
+    /// it, keys live in the database (required with PostgreSQL, so that instances share
+    /// them), without it in the data dir's key folder.
+    pub master_key_file: Option<PathBuf>,
     /// Origins (`scheme://host[:port]`) of single-page apps allowed to call the API
     /// cross-origin with bearer tokens.
     pub cors_origins: Vec<axum::http::HeaderValue>,
@@ -84,6 +88,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             audit_retention: Duration::from_secs(90 * 24 * 60 * 60),
             introspection_secret_file: None,
+            master_key_file: None,
             cors_origins: Vec::new(),
         }
     }
@@ -211,12 +216,14 @@ pub struct ConfigLayer {
     pub audit_retention: Option<String>,
     /// `introspection_secret_file`
     pub introspection_secret_file: Option<PathBuf>,
+    /// `master_key_file`
+    pub master_key_file: Option<PathBuf>,
     /// `cors_origins`, comma-separated
     pub cors_origins: Option<String>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 20] = [
+pub const ENV_KEYS: [(&str, &str); 21] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("database_url", "TESSERA_DATABASE_URL"),
@@ -239,6 +246,7 @@ pub const ENV_KEYS: [(&str, &str); 20] = [
         "introspection_secret_file",
         "TESSERA_INTROSPECTION_SECRET_FILE",
     ),
+    ("master_key_file", "TESSERA_MASTER_KEY_FILE"),
     ("cors_origins", "TESSERA_CORS_ORIGINS"),
 ];
 
@@ -326,6 +334,7 @@ impl ConfigLayer {
             trusted_proxies: get("trusted_proxies"),
             audit_retention: get("audit_retention"),
             introspection_secret_file: get("introspection_secret_file").map(PathBuf::from),
+            master_key_file: get("master_key_file").map(PathBuf::from),
             cors_origins: get("cors_origins"),
         })
     }
@@ -404,6 +413,9 @@ impl ConfigLayer {
         }
         if let Some(file) = self.introspection_secret_file {
             config.introspection_secret_file = Some(file);
+        }
+        if let Some(file) = self.master_key_file {
+            config.master_key_file = Some(file);
         }
         if let Some(bytes) = self.max_token_bytes {
             config.max_token_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
@@ -585,6 +597,9 @@ impl ServerConfig {
         put("audit_retention", duration(self.audit_retention).into());
         if let Some(file) = path(&self.introspection_secret_file) {
             put("introspection_secret_file", file.into());
+        }
+        if let Some(file) = path(&self.master_key_file) {
+            put("master_key_file", file.into());
         }
         let origins: Vec<&str> = self
             .cors_origins

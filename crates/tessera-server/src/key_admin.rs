@@ -1,7 +1,9 @@
-//! Key administration for `tessera keys`: list the keys of a data dir with their state,
-//! and rotate. Works on the folder directly; a running server picks the change up within
-//! seconds.
+//! Key administration for `tessera keys`: list the keys with their state, and rotate.
+//! Works on the key store directly (the data dir's folder, or the database with the
+//! master key); a running server, or every instance sharing the database, picks the
+//! change up within seconds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -9,7 +11,7 @@ use tessera_token::KeyAlgorithm;
 
 use crate::config::ServerConfig;
 use crate::key_ring::plan;
-use crate::keystore;
+use crate::key_store::{FolderKeys, KeyStore};
 
 /// Where a key is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +44,34 @@ pub struct KeyStatus {
     pub state: KeyState,
 }
 
-/// The keys of `config`'s data dir and their state at `now`.
-pub fn list(config: &ServerConfig, now: i64) -> anyhow::Result<Vec<KeyStatus>> {
-    let dir = config.data_dir.join(crate::KEYS_DIR);
-    if !dir.exists() {
-        return Ok(Vec::new());
+/// The key store `config` names: the database's keys when a master key is configured,
+/// else the data dir's folder. `None` when there is no data dir yet.
+async fn key_store(config: &ServerConfig) -> anyhow::Result<Option<Arc<dyn KeyStore>>> {
+    if config.master_key_file.is_none() && config.database_url.is_none() {
+        let dir = config.data_dir.join(crate::KEYS_DIR);
+        return Ok(dir
+            .exists()
+            .then(|| Arc::new(FolderKeys::new(dir)) as Arc<dyn KeyStore>));
     }
-    let records = keystore::load_all(&dir)?;
+    if config.database_url.is_none() && !config.data_dir.exists() {
+        return Ok(None);
+    }
+    let store = crate::store::open(
+        config.database_url.as_ref(),
+        &config.data_dir.join(crate::DATABASE_FILE),
+    )
+    .await?;
+    crate::key_store_for(config, &config.data_dir, store)
+        .await
+        .map(Some)
+}
+
+/// The keys `config` names and their state at `now`.
+pub async fn list(config: &ServerConfig, now: i64) -> anyhow::Result<Vec<KeyStatus>> {
+    let Some(store) = key_store(config).await? else {
+        return Ok(Vec::new());
+    };
+    let records = store.load_all().await?;
     let retain = retain_secs(config);
     let keys_plan = plan(&records, now, retain, None);
     let statuses = records
@@ -85,7 +108,7 @@ pub fn list(config: &ServerConfig, now: i64) -> anyhow::Result<Vec<KeyStatus>> {
 /// `delay` (the configured activation delay when `None`). Rotation never changes the
 /// algorithm: that takes a restart with another `alg`, so that the server, its
 /// discovery document and its keys agree.
-pub fn rotate(
+pub async fn rotate(
     config: &ServerConfig,
     delay: Option<Duration>,
     now: i64,
@@ -96,19 +119,21 @@ pub fn rotate(
              hmac_secret_file and restarting"
         );
     }
-    let dir = config.data_dir.join(crate::KEYS_DIR);
-    let records = if dir.exists() {
-        keystore::load_all(&dir)?
-    } else {
-        Vec::new()
+    let store = match key_store(config).await? {
+        Some(store) => store,
+        None => Arc::new(FolderKeys::new(config.data_dir.join(crate::KEYS_DIR))),
     };
+    let records = store.load_all().await?;
     let signing_algorithm = plan(&records, now, retain_secs(config), None)
         .signer
         .and_then(|index| records.get(index))
         .map_or(config.alg, |record| record.key.algorithm());
     let delay = delay.unwrap_or(config.key_activation_delay);
     let activates_at = now.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(0));
-    let record = keystore::create(&dir, signing_algorithm, now, activates_at)?;
+    let record = store
+        .add(signing_algorithm, now, activates_at, None)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the key store refused the new key"))?;
     Ok(KeyStatus {
         kid: record.key.kid().to_owned(),
         alg: record.key.algorithm(),

@@ -1,10 +1,10 @@
 //! Which key signs and which keys are trusted, over time. A rotation adds a key that is
 //! published (in the JWKS and to the guard) at once but signs only after a delay, so that
 //! caches of remote verifiers learn it first; the key it replaces stays published until
-//! every token it signed has expired, then its files are removed. A background task
-//! re-reads the key folder, so `tessera keys rotate` takes effect without a restart.
+//! every token it signed has expired, then it is removed. A background task re-reads the
+//! key store (the folder, or the database several instances share), so `tessera keys
+//! rotate`, or a rotation by another instance, takes effect without a restart.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use arc_swap::ArcSwap;
 use tessera_guard::Guard;
 use tessera_token::{JwkSet, KeyAlgorithm, KeySet, SigningKey, TokenIssuer};
 
-use crate::keystore::{self, DirStamp, KeyRecord};
+use crate::key_store::KeyStore;
+use crate::keystore::KeyRecord;
 
 /// How the keys of one server are chosen and kept.
 #[derive(Debug, Clone)]
@@ -87,27 +88,28 @@ struct Active {
 
 /// A server's keys: the signer, the published set, and the guard kept in step.
 pub(crate) struct KeyRing {
-    dir: PathBuf,
+    store: Arc<dyn KeyStore>,
     policy: KeyPolicy,
     issuer_url: String,
     audience: String,
     guard: Guard,
     active: ArcSwap<Active>,
-    loaded: std::sync::Mutex<(DirStamp, Vec<KeyRecord>)>,
+    /// Held across one refresh, so two never interleave.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl KeyRing {
-    /// Loads the key folder, creating a first key (or one of a newly configured
-    /// algorithm, signing at once) when nothing could sign.
-    pub(crate) fn open(
-        dir: &Path,
+    /// Loads the keys, creating a first key (or one of a newly configured algorithm,
+    /// signing at once) when nothing could sign.
+    pub(crate) async fn open(
+        store: Arc<dyn KeyStore>,
         policy: KeyPolicy,
         issuer_url: &str,
         audience: &str,
         guard_for: impl FnOnce(KeySet) -> anyhow::Result<Guard>,
         now: i64,
     ) -> anyhow::Result<Self> {
-        let mut records = keystore::load_all(dir)?;
+        let mut records = store.load_all().await?;
         let plan_now = plan(&records, now, policy.retain_secs, policy.hmac_since);
         let signer_algorithm = plan_now
             .signer
@@ -122,20 +124,21 @@ impl KeyRing {
                      refuse its tokens until they refetch it"
                 );
             }
-            keystore::create(dir, policy.algorithm, now, now)?;
-            records = keystore::load_all(dir)?;
+            // Instances starting together on an empty database each look for a key:
+            // only the first adds one, the others load it.
+            store.add(policy.algorithm, now, now, Some(now)).await?;
+            records = store.load_all().await?;
         }
         let (active, trusted) = Self::assemble(&records, &policy, issuer_url, audience, now)?;
         let guard = guard_for(trusted)?;
-        let stamp = keystore::stamp(dir)?;
         Ok(Self {
-            dir: dir.to_owned(),
+            store,
             policy,
             issuer_url: issuer_url.to_owned(),
             audience: audience.to_owned(),
             guard,
             active: ArcSwap::from_pointee(active),
-            loaded: std::sync::Mutex::new((stamp, records)),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -154,45 +157,44 @@ impl KeyRing {
         Arc::clone(&self.active.load().jwks)
     }
 
-    /// Re-reads the folder if it changed, starts a scheduled rotation when one is
-    /// due, removes expired keys, and swaps in the keys in force at `now`.
-    pub(crate) fn refresh(&self, now: i64) -> anyhow::Result<()> {
-        let mut loaded = self
-            .loaded
-            .lock()
-            .map_err(|_| anyhow::anyhow!("key ring lock poisoned"))?;
-        let stamp = keystore::stamp(&self.dir)?;
-        if stamp != loaded.0 {
-            *loaded = (stamp, keystore::load_all(&self.dir)?);
-        }
-        if self.rotation_due(&loaded.1, now) {
+    /// Re-reads the keys, starts a scheduled rotation when one is due, removes expired
+    /// keys, and swaps in the keys in force at `now`.
+    pub(crate) async fn refresh(&self, now: i64) -> anyhow::Result<()> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let mut records = self.store.load_all().await?;
+        if let Some(newest_before) = self.rotation_due(&records, now) {
             let delay = i64::try_from(self.policy.activation_delay.as_secs()).unwrap_or(0);
-            let record = keystore::create(
-                &self.dir,
-                self.policy.algorithm,
-                now,
-                now.saturating_add(delay),
-            )?;
-            tracing::info!(kid = record.key.kid(), "scheduled key rotation");
-            *loaded = (keystore::stamp(&self.dir)?, keystore::load_all(&self.dir)?);
+            let added = self
+                .store
+                .add(
+                    self.policy.algorithm,
+                    now,
+                    now.saturating_add(delay),
+                    Some(newest_before),
+                )
+                .await?;
+            if let Some(record) = added {
+                tracing::info!(kid = record.key.kid(), "scheduled key rotation");
+            }
+            records = self.store.load_all().await?;
         }
         let plan_now = plan(
-            &loaded.1,
+            &records,
             now,
             self.policy.retain_secs,
             self.policy.hmac_since,
         );
         if !plan_now.expired.is_empty() {
             for index in &plan_now.expired {
-                if let Some(record) = loaded.1.get(*index) {
-                    keystore::remove(&self.dir, record.key.kid())?;
+                if let Some(record) = records.get(*index) {
+                    self.store.remove(record.key.kid()).await?;
                     tracing::info!(kid = record.key.kid(), "expired key removed");
                 }
             }
-            *loaded = (keystore::stamp(&self.dir)?, keystore::load_all(&self.dir)?);
+            records = self.store.load_all().await?;
         }
         let (active, trusted) = Self::assemble(
-            &loaded.1,
+            &records,
             &self.policy,
             &self.issuer_url,
             &self.audience,
@@ -208,19 +210,18 @@ impl KeyRing {
         Ok(())
     }
 
-    fn rotation_due(&self, records: &[KeyRecord], now: i64) -> bool {
-        let Some(every) = self.policy.rotate_every else {
-            return false;
-        };
+    /// Whether a scheduled rotation is due (the newest key is a whole interval old).
+    /// When it is, returns the time from which a key counts as recent, so that the
+    /// rotation is skipped if another instance added one meanwhile.
+    fn rotation_due(&self, records: &[KeyRecord], now: i64) -> Option<i64> {
+        let every = self.policy.rotate_every?;
         if !self.policy.algorithm.is_asymmetric() {
-            return false;
+            return None;
         }
         let every = i64::try_from(every.as_secs()).unwrap_or(i64::MAX);
-        records
-            .iter()
-            .map(|record| record.created_at)
-            .max()
-            .is_some_and(|newest| newest.saturating_add(every) <= now)
+        let recent_since = now.saturating_sub(every);
+        let newest = records.iter().map(|record| record.created_at).max()?;
+        (newest <= recent_since).then_some(recent_since.saturating_add(1))
     }
 
     fn assemble(
@@ -264,12 +265,8 @@ pub(crate) async fn keep_fresh(ring: Arc<KeyRing>, period: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         ticks.tick().await;
-        let ring = Arc::clone(&ring);
-        let outcome = tokio::task::spawn_blocking(move || ring.refresh(crate::clock::now())).await;
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "key refresh failed"),
-            Err(error) => tracing::error!(%error, "key refresh task failed"),
+        if let Err(error) = ring.refresh(crate::clock::now()).await {
+            tracing::error!(error = format!("{error:#}"), "key refresh failed");
         }
     }
 }

@@ -22,7 +22,9 @@ mod current_user;
 mod error;
 pub mod key_admin;
 mod key_ring;
+mod key_store;
 mod keystore;
+mod master_key;
 mod origin;
 mod passwords;
 mod revocations;
@@ -47,6 +49,8 @@ use tokio::net::TcpListener;
 pub use config::{ConfigLayer, ServerConfig};
 
 use crate::key_ring::{KeyPolicy, KeyRing};
+use crate::key_store::{DatabaseKeys, FolderKeys, KeyStore};
+use crate::master_key::MasterKey;
 use crate::passwords::Passwords;
 use crate::revocations::Revocations;
 use crate::state::AppState;
@@ -108,7 +112,9 @@ impl Server {
         let bound = listener.local_addr()?;
         let issuer_url = config.issuer_for(bound);
 
-        let keys = Arc::new(open_key_ring(&config, &data_dir, &issuer_url)?);
+        let keys = Arc::new(
+            open_key_ring(&config, &data_dir, &issuer_url, Arc::clone(&store_handle)).await?,
+        );
         let config_header_timeout = config.header_read_timeout;
         let config_audit_retention = config.audit_retention;
         let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -270,10 +276,11 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-fn open_key_ring(
+async fn open_key_ring(
     config: &ServerConfig,
     data_dir: &std::path::Path,
     issuer_url: &str,
+    store: Arc<dyn store::Store>,
 ) -> anyhow::Result<KeyRing> {
     let hmac = match (&config.hmac_secret_file, config.alg) {
         (Some(file), KeyAlgorithm::HS256) => Some(read_hmac_secret(file)?),
@@ -291,13 +298,46 @@ fn open_key_ring(
     validation.leeway_secs = config.leeway.as_secs();
     validation.max_token_bytes = config.max_token_bytes;
     KeyRing::open(
-        &data_dir.join(KEYS_DIR),
+        key_store_for(config, data_dir, store).await?,
         policy,
         issuer_url,
         &config.audience,
         |trusted| Ok(Guard::new(Validator::new(trusted, validation)?)),
         clock::now(),
     )
+    .await
+}
+
+/// Where the signing keys are kept: sealed in the database when a master key is
+/// configured (required with PostgreSQL, where instances share them), otherwise as
+/// files in the data dir. A database that holds no keys yet takes over the folder's.
+pub(crate) async fn key_store_for(
+    config: &ServerConfig,
+    data_dir: &std::path::Path,
+    store: Arc<dyn store::Store>,
+) -> anyhow::Result<Arc<dyn KeyStore>> {
+    let folder = FolderKeys::new(data_dir.join(KEYS_DIR));
+    let Some(file) = &config.master_key_file else {
+        if config.database_url.is_some() {
+            anyhow::bail!(
+                "with PostgreSQL the signing keys are kept in the database, sealed under a \
+                 master key: set master_key_file (TESSERA_MASTER_KEY_FILE) to a 0600 file \
+                 of at least 32 random bytes, the same file on every instance \
+                 (e.g. `head -c 32 /dev/urandom > master.key; chmod 600 master.key`)"
+            );
+        }
+        return Ok(Arc::new(folder));
+    };
+    let secret = read_secret_file(file, "master_key_file")?;
+    let database = DatabaseKeys::new(store, Arc::new(MasterKey::derive(&secret)?));
+    let imported = database.import_if_empty(&folder).await?;
+    if imported > 0 {
+        tracing::info!(
+            imported,
+            "signing keys copied from the key folder into the database"
+        );
+    }
+    Ok(Arc::new(database))
 }
 
 /// The HS256 secret: the file's bytes as they are, owner-only, at least 32 of them.

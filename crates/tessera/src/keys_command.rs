@@ -37,12 +37,12 @@ pub(crate) struct RotateArgs {
     delay: Option<Duration>,
 }
 
-pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
     let now = now();
     match command {
         KeysCommand::List(args) => {
             let config = args.config.load()?;
-            let keys = key_admin::list(&config, now)?;
+            let keys = key_admin::list(&config, now).await?;
             if keys.is_empty() {
                 say!(
                     "no keys in {} yet: the server makes one on first start",
@@ -58,6 +58,7 @@ pub(crate) fn run(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Rotate(args) => {
             let config = args.config.load()?;
             let key = key_admin::rotate(&config, args.delay, now)
+                .await
                 .context("cannot rotate the signing key")?;
             say!("new {} key {}", key.alg, key.kid);
             say!(

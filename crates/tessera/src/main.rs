@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
     let args = Tessera::parse();
     let outcome = match args.command {
         Command::Server(server_args) => server_command::run(server_args).await,
-        Command::Keys(command) => keys_command::run(command),
+        Command::Keys(command) => keys_command::run(command).await,
         Command::Admin(command) => admin_command::run(command).await,
         Command::Client(command) => cli::run(command).await,
     };

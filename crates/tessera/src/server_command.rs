@@ -101,6 +101,11 @@ pub(crate) struct ConfigArgs {
     /// [env: TESSERA_INTROSPECTION_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     introspection_secret_file: Option<PathBuf>,
+    /// File with the master key (0600, at least 32 random bytes) that seals signing keys
+    /// kept in the database; required with PostgreSQL [env: TESSERA_MASTER_KEY_FILE]
+    /// [default: none: keys are files in the data dir]
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
     /// Comma-separated origins of single-page apps allowed to call the API with
     /// bearer tokens (CORS) [env: TESSERA_CORS_ORIGINS] [default: none]
     #[arg(long, value_name = "ORIGINS")]
@@ -139,6 +144,7 @@ impl ConfigArgs {
             trusted_proxies: self.trusted_proxies,
             audit_retention: self.audit_retention,
             introspection_secret_file: self.introspection_secret_file,
+            master_key_file: self.master_key_file,
             cors_origins: self.cors_origins,
         };
         (file, flags)

@@ -186,6 +186,33 @@ pub struct Note {
     pub updated_at: i64,
 }
 
+/// A signing key as the database keeps it: the private key sealed under the master key
+/// (see `master_key`), with its schedule.
+#[derive(Clone)]
+pub struct StoredKey {
+    /// Key id (RFC 7638 thumbprint).
+    pub kid: String,
+    /// Algorithm name, as in the JWS header.
+    pub alg: String,
+    /// Nonce, ciphertext and tag of the PKCS#8 PEM.
+    pub sealed: Vec<u8>,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// When the key starts signing, seconds since the epoch.
+    pub activates_at: i64,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created_at", &self.created_at)
+            .field("activates_at", &self.activates_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -300,6 +327,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sessions ended at or after `since`, with when they ended, oldest first.
     async fn ended_since(&self, since: i64) -> Result<Vec<(SessionId, i64)>, StoreError>;
+
+    /// Every signing key kept in the database.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Adds a signing key. With `unless_created_since`, adds it only when no key was
+    /// created at or after that time, decided atomically even when several instances
+    /// try at once; false when skipped.
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        unless_created_since: Option<i64>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes a signing key; deleting an absent one is no error.
+    async fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError>;
 
     /// Appends an audit event.
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;

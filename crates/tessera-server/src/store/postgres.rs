@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{
     AuditEvent, AuditRow, Credentials, NewSession, NewUser, Note, NoteRow, RefreshHash,
-    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, User,
+    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, StoredKey, User,
     UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
     session_from_row,
 };
@@ -478,6 +478,69 @@ impl Store for PgStore {
             .into_iter()
             .map(|(id, ended_at)| (SessionId(id), ended_at))
             .collect())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows: Vec<(String, String, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT kid, alg, sealed, created_at, activates_at FROM signing_keys",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, alg, sealed, created_at, activates_at)| StoredKey {
+                kid,
+                alg,
+                sealed,
+                created_at,
+                activates_at,
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        unless_created_since: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // One instance at a time decides: the lock lasts until this transaction ends,
+        // and the next holder's check then sees the key this one added.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tessera_signing_keys'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if let Some(since) = unless_created_since {
+            let (recent,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= $1)")
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if recent {
+                return Ok(false);
+            }
+        }
+        sqlx::query("INSERT INTO signing_keys (kid, alg, sealed, created_at, activates_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.sealed)
+            .bind(key.created_at)
+            .bind(key.activates_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = $1")
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {

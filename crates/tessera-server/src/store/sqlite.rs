@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 
 use super::{
     AuditEvent, AuditRow, Credentials, NewSession, NewUser, Note, NoteRow, RefreshHash,
-    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, User,
+    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, StoredKey, User,
     UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
     session_from_row,
 };
@@ -421,6 +421,69 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|(id, ended_at)| (SessionId(id), ended_at))
             .collect())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows: Vec<(String, String, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT kid, alg, sealed, created_at, activates_at FROM signing_keys",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, alg, sealed, created_at, activates_at)| StoredKey {
+                kid,
+                alg,
+                sealed,
+                created_at,
+                activates_at,
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(
+        &self,
+        key: &StoredKey,
+        unless_created_since: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        // A write first, so this transaction holds SQLite's write lock before it reads:
+        // the check and the insert then see no other writer in between.
+        sqlx::query("UPDATE signing_keys SET kid = kid WHERE 0")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if let Some(since) = unless_created_since {
+            let (recent,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= ?)")
+                .bind(since)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(classify)?;
+            if recent {
+                return Ok(false);
+            }
+        }
+        sqlx::query("INSERT INTO signing_keys (kid, alg, sealed, created_at, activates_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.sealed)
+            .bind(key.created_at)
+            .bind(key.activates_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn remove_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
