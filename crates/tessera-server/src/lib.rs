@@ -193,6 +193,12 @@ impl Server {
         );
         let store = Arc::clone(&self.background.store);
         let key_refresh = tokio::spawn(key_ring::keep_fresh(self.keys, KEY_REFRESH_PERIOD));
+        let pushed_ends = self.background.store.ended_pushes().map(|pushes| {
+            tokio::spawn(revocations::follow_pushes(
+                pushes,
+                Arc::clone(&self.background.revocations),
+            ))
+        });
         let revocation_feed = tokio::spawn(revocations::keep_in_step(
             Arc::clone(&self.background.store),
             self.background.revocations,
@@ -212,6 +218,9 @@ impl Server {
         .await;
         key_refresh.abort();
         revocation_feed.abort();
+        if let Some(pushed_ends) = pushed_ends {
+            pushed_ends.abort();
+        }
         audit_pruning.abort();
         throttle_pruning.abort();
         store.close().await;

@@ -1,8 +1,9 @@
 //! Ended sessions, in memory, so that every protected request can refuse the access
 //! tokens of a logged-out, revoked or disabled session at once without reading the
 //! database. The set is kept in step with the database: this process adds what it ends
-//! at the moment it ends it, and a background task adds what others ended (the admin
-//! command on the data dir, another instance) from the sessions' `ended_at` column.
+//! at the moment it ends it, and background tasks add what others ended (the admin
+//! command, another instance): PostgreSQL pushes each end as it commits, and every
+//! second the sessions' `ended_at` column is read in case a push was lost.
 //! An entry is dropped once every access token of its session has expired.
 
 use std::collections::HashMap;
@@ -104,6 +105,18 @@ pub(crate) async fn keep_in_step(
             Err(error) => tracing::warn!(%error, "cannot read ended sessions"),
         }
         revocations.prune(now);
+    }
+}
+
+/// Adds each end the database pushes (see [`Store::ended_pushes`]) the moment it
+/// arrives, so an end on another instance is refused here within milliseconds rather
+/// than at the next read. Returns when the database stops pushing.
+pub(crate) async fn follow_pushes(
+    mut pushes: tokio::sync::mpsc::Receiver<(SessionId, i64)>,
+    revocations: Arc<Revocations>,
+) {
+    while let Some((session, at)) = pushes.recv().await {
+        revocations.insert([(&session, at)]);
     }
 }
 

@@ -328,6 +328,13 @@ pub trait Store: Send + Sync + 'static {
     /// Sessions ended at or after `since`, with when they ended, oldest first.
     async fn ended_since(&self, since: i64) -> Result<Vec<(SessionId, i64)>, StoreError>;
 
+    /// Ends pushed by the database as they commit, for databases that can push them
+    /// (PostgreSQL's LISTEN/NOTIFY); `None` when only reading `ended_since` tells.
+    /// Pushes can be lost while the connection is down, so they complement the reads.
+    fn ended_pushes(&self) -> Option<tokio::sync::mpsc::Receiver<(SessionId, i64)>> {
+        None
+    }
+
     /// Every signing key kept in the database.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
 

@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::{
     AuditEvent, AuditRow, Credentials, NewSession, NewUser, Note, NoteRow, RefreshHash,
-    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, StoredKey, User,
-    UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
+    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, StoredKey,
+    User, UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
     session_from_row,
 };
 use crate::config::DatabaseUrl;
@@ -480,13 +480,18 @@ impl Store for PgStore {
             .collect())
     }
 
+    fn ended_pushes(&self) -> Option<tokio::sync::mpsc::Receiver<(SessionId, i64)>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(PUSH_BUFFER);
+        tokio::spawn(listen_for_ends(self.pool.clone(), sender));
+        Some(receiver)
+    }
+
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows: Vec<(String, String, Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT kid, alg, sealed, created_at, activates_at FROM signing_keys",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let rows: Vec<(String, String, Vec<u8>, i64, i64)> =
+            sqlx::query_as("SELECT kid, alg, sealed, created_at, activates_at FROM signing_keys")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         Ok(rows
             .into_iter()
             .map(|(kid, alg, sealed, created_at, activates_at)| StoredKey {
@@ -512,11 +517,12 @@ impl Store for PgStore {
             .await
             .map_err(classify)?;
         if let Some(since) = unless_created_since {
-            let (recent,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= $1)")
-                .bind(since)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
+            let (recent,): (bool,) =
+                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= $1)")
+                    .bind(since)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
             if recent {
                 return Ok(false);
             }
@@ -668,5 +674,87 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// How many pushed ends may wait for the revocation set before the listener waits.
+const PUSH_BUFFER: usize = 1024;
+/// The channel the `sessions_notify_ended` trigger notifies (migration 0003).
+const ENDED_CHANNEL: &str = "tessera_session_ended";
+/// Pause before listening again after the listener connection failed.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+
+/// Forwards each `NOTIFY tessera_session_ended` ("<session id> <ended_at>") to `sender`
+/// until its receiver is dropped. A lost connection is reopened after a pause;
+/// notifications sent meanwhile are lost, which the revocation set's periodic read of
+/// `ended_since` makes up for.
+async fn listen_for_ends(pool: PgPool, sender: tokio::sync::mpsc::Sender<(SessionId, i64)>) {
+    let mut warned = false;
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(ENDED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match listening.await {
+            Ok(listener) => listener,
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(%error, "cannot listen for ended sessions; reading them every second");
+                    warned = true;
+                }
+                tokio::time::sleep(LISTEN_RETRY).await;
+                continue;
+            }
+        };
+        warned = false;
+        loop {
+            // The listener holds a pooled connection: give it back as soon as nobody
+            // follows, so that closing the pool at shutdown does not wait for it.
+            let received = tokio::select! {
+                received = listener.try_recv() => received,
+                () = sender.closed() => return,
+            };
+            match received {
+                Ok(Some(notification)) => {
+                    let Some((session, at)) = notification.payload().split_once(' ') else {
+                        continue;
+                    };
+                    let Ok(at) = at.parse::<i64>() else { continue };
+                    if sender
+                        .send((SessionId(session.to_owned()), at))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                // The connection was lost: listen again on a new one.
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "listening for ended sessions failed; retrying");
+                    tokio::time::sleep(LISTEN_RETRY).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+
+    #[test]
+    fn failures_a_retry_can_cure_are_told_apart_from_faults() {
+        for code in [
+            "40001", "40P01", "55P03", "57014", "57P01", "53300", "08006",
+        ] {
+            assert!(is_transient(code), "{code}");
+        }
+        // unique_violation, undefined_table, syntax_error, insufficient_privilege
+        for code in ["23505", "42P01", "42601", "42501"] {
+            assert!(!is_transient(code), "{code}");
+        }
     }
 }

@@ -11,8 +11,8 @@ use sqlx::sqlite::{
 
 use super::{
     AuditEvent, AuditRow, Credentials, NewSession, NewUser, Note, NoteRow, RefreshHash,
-    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, StoredKey, User,
-    UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
+    RefreshRecord, RefreshRow, SessionId, SessionRecord, SessionRow, Store, StoreError, StoredKey,
+    User, UserId, UserRow, audit_from_row, credentials_from_row, note_from_row, refresh_from_row,
     session_from_row,
 };
 
@@ -424,12 +424,11 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
-        let rows: Vec<(String, String, Vec<u8>, i64, i64)> = sqlx::query_as(
-            "SELECT kid, alg, sealed, created_at, activates_at FROM signing_keys",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        let rows: Vec<(String, String, Vec<u8>, i64, i64)> =
+            sqlx::query_as("SELECT kid, alg, sealed, created_at, activates_at FROM signing_keys")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         Ok(rows
             .into_iter()
             .map(|(kid, alg, sealed, created_at, activates_at)| StoredKey {
@@ -455,11 +454,12 @@ impl Store for SqliteStore {
             .await
             .map_err(classify)?;
         if let Some(since) = unless_created_since {
-            let (recent,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= ?)")
-                .bind(since)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
+            let (recent,): (bool,) =
+                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM signing_keys WHERE created_at >= ?)")
+                    .bind(since)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(classify)?;
             if recent {
                 return Ok(false);
             }

@@ -35,11 +35,17 @@ impl Server {
     /// Starts `tessera server` on a free loopback port with a fresh data dir and
     /// the given access-token lifetime.
     pub fn start(access_ttl: &str) -> Server {
+        Self::start_with(&["--access-ttl", access_ttl])
+    }
+
+    /// Starts `tessera server` on a free loopback port with a fresh data dir and
+    /// further command-line arguments.
+    pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let child = Command::new(BINARY)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
-            .args(["--access-ttl", access_ttl])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -83,6 +89,12 @@ impl Server {
     }
 
     /// Everything the server logged so far.
+    /// Ends the process at once (SIGKILL), as a crash or a lost machine would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }

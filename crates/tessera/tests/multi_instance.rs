@@ -1,0 +1,234 @@
+//! Three `tessera server` processes sharing one PostgreSQL database, as behind a load
+//! balancer: a session opened on one instance is renewed on another and ended on a third,
+//! and the first refuses its access token within a second; fifty concurrent refreshes of
+//! one token spread over the three yield one successor; killing one instance mid-traffic
+//! leaves the others serving.
+//!
+//! Needs PostgreSQL: run with `TESSERA_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
+//! cargo test -p tessera --test multi_instance -- --ignored` (CI does). Each run makes its
+//! own database and drops it at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt as _;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::Connection as _;
+use support::Server;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A database made for this run, dropped when the test ends.
+struct Database {
+    admin_url: String,
+    name: String,
+}
+
+impl Database {
+    async fn create() -> Database {
+        let admin_url = std::env::var("TESSERA_TEST_DATABASE_URL").expect(
+            "set TESSERA_TEST_DATABASE_URL to a PostgreSQL server, \
+             e.g. postgres://postgres@127.0.0.1:5432/test",
+        );
+        let name = format!("tessera_multi_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        Database { admin_url, name }
+    }
+
+    fn url(&self) -> String {
+        let (server, _) = self.admin_url.rsplit_once('/').unwrap();
+        format!("{server}/{}", self.name)
+    }
+
+    async fn drop_now(self) {
+        let mut admin = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// Three instances on one database and one master key, started one after another.
+fn start_instances(database: &Database, scratch: &std::path::Path) -> Vec<Server> {
+    let master_key = scratch.join("master.key");
+    let secret = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].map(uuid::Uuid::into_bytes);
+    std::fs::write(&master_key, secret.concat()).unwrap();
+    std::fs::set_permissions(&master_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let url = database.url();
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--master-key-file",
+        master_key.to_str().unwrap(),
+        "--issuer",
+        "http://tessera.test",
+    ];
+    (0..3).map(|_| Server::start_with(&args)).collect()
+}
+
+async fn form(http: &reqwest::Client, server: &Server, fields: &[(&str, &str)]) -> (u16, Value) {
+    let response = http
+        .post(format!("{}/oauth/token", server.url))
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn log_in(http: &reqwest::Client, server: &Server, username: &str) -> Value {
+    let (status, body) = form(
+        http,
+        server,
+        &[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn refresh(http: &reqwest::Client, server: &Server, token: &str) -> (u16, Value) {
+    form(
+        http,
+        server,
+        &[("grant_type", "refresh_token"), ("refresh_token", token)],
+    )
+    .await
+}
+
+async fn userinfo(http: &reqwest::Client, server: &Server, access: &str) -> u16 {
+    http.get(format!("{}/userinfo", server.url))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn text(body: &Value, field: &str) -> String {
+    body[field].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set TESSERA_TEST_DATABASE_URL and pass --ignored"]
+async fn three_instances_share_sessions_keys_and_revocations() {
+    let database = Database::create().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut instances = start_instances(&database, scratch.path());
+    let http = reqwest::Client::new();
+    let (a, b, c) = (&instances[0], &instances[1], &instances[2]);
+    let signup = http
+        .post(format!("{}/auth/signup", a.url))
+        .json(&serde_json::json!({"username": "ada", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status().as_u16(), 201);
+
+    // Log in on A; every instance trusts the token, since all sign with the shared keys.
+    let first = log_in(&http, a, "ada").await;
+    for server in [a, b, c] {
+        assert_eq!(userinfo(&http, server, &text(&first, "access_token")).await, 200);
+    }
+
+    // Renew on B, log out on C: A refuses the renewed access token within a second.
+    let (status, renewed) = refresh(&http, b, &text(&first, "refresh_token")).await;
+    assert_eq!(status, 200, "{renewed}");
+    let access = text(&renewed, "access_token");
+    assert_eq!(userinfo(&http, a, &access).await, 200);
+    let logout = http
+        .post(format!("{}/auth/logout", c.url))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status().as_u16(), 204);
+    let ended = Instant::now();
+    let mut refused_after = None;
+    while ended.elapsed() < Duration::from_secs(3) {
+        if userinfo(&http, a, &access).await == 401 {
+            refused_after = Some(ended.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused_after = refused_after.expect("A still accepts a token of a session ended on C");
+    eprintln!("A refused the token {refused_after:?} after the logout on C");
+    assert!(
+        refused_after < Duration::from_secs(1),
+        "A refused the token only after {refused_after:?}"
+    );
+    assert_eq!(userinfo(&http, b, &access).await, 401);
+
+    // Fifty concurrent refreshes of one token over the three instances: one successor.
+    let session = log_in(&http, c, "ada").await;
+    let presented = text(&session, "refresh_token");
+    let attempts = (0..50).map(|index| {
+        let http = http.clone();
+        let server = &instances[index % 3];
+        let presented = presented.clone();
+        async move { refresh(&http, server, &presented).await }
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let successors: HashSet<String> = outcomes
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| text(body, "refresh_token"))
+        .collect();
+    assert_eq!(successors.len(), 1, "{outcomes:?}");
+    let successor = successors.into_iter().next().unwrap();
+    for (status, body) in &outcomes {
+        assert!(
+            *status == 200 || *status == 503,
+            "an attempt neither renewed nor was asked to retry: {status} {body}"
+        );
+    }
+
+    // Kill C mid-traffic: A and B go on answering every request.
+    let (status, renewed) = refresh(&http, a, &successor).await;
+    assert_eq!(status, 200, "{renewed}");
+    let access = text(&renewed, "access_token");
+    let traffic = {
+        let http = http.clone();
+        let urls = [instances[0].url.clone(), instances[1].url.clone()];
+        let access = access.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for round in 0..200 {
+                let response = http
+                    .get(format!("{}/userinfo", urls[round % 2]))
+                    .bearer_auth(&access)
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(response.status().as_u16());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    instances[2].kill();
+    let statuses = traffic.await.unwrap();
+    assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+    let (status, body) = refresh(&http, &instances[1], &text(&renewed, "refresh_token")).await;
+    assert_eq!(status, 200, "{body}");
+
+    drop(instances);
+    database.drop_now().await;
+}
