@@ -34,6 +34,7 @@ mod state;
 pub mod store;
 mod successor;
 mod throttle;
+mod throttle_shared;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -74,15 +74,15 @@ const MAX_KEYS_PER_TABLE: usize = 100_000;
 /// O(n) eviction pass runs once per many insertions, not on every one.
 const EVICT_TO_TENTHS: usize = 9;
 /// How long a success makes a client known to an account.
-const KNOWN_GOOD_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+pub(crate) const KNOWN_GOOD_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Known clients kept per account: a person's few devices and networks.
-const KNOWN_GOOD_PER_ACCOUNT: usize = 8;
+pub(crate) const KNOWN_GOOD_PER_ACCOUNT: usize = 8;
 /// A reservation never followed by a verdict (a bug or a crashed task) stops counting
 /// after this; a hash takes ~25 ms plus its bounded queue, far less.
-const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(30);
 /// `Retry-After` when a full table refuses a new key: when room will free up is
 /// unknown, and an immediate retry would only spin.
-const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
+pub(crate) const FULL_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// The client-rate table sweeps itself at most this often when full, as the sweep
 /// walks the whole table.
 const CLIENT_SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -92,7 +92,7 @@ const CLIENT_SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// service and, in Keycloak, overflowed into no lock at all).
 const MAX_PER_IP_PER_MINUTE: u32 = 10_000;
 const MAX_FREE_FAILURES: u32 = 100;
-const MIN_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const MIN_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
 const MAX_ACCOUNT_CEILING: u32 = 1_000_000;
 const MIN_ACCOUNT_WINDOW: Duration = Duration::from_secs(1);
@@ -169,7 +169,7 @@ pub(crate) struct Throttled {
 }
 
 impl Throttled {
-    fn after(wait: Duration) -> Self {
+    pub(crate) fn after(wait: Duration) -> Self {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Self {
             retry_after: Duration::from_secs(seconds.max(1)),
@@ -494,20 +494,20 @@ trait Seen {
 
 /// An account as the throttle knows it: SHA-256 of the username key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct AccountKey([u8; 32]);
+pub(crate) struct AccountKey(pub(crate) [u8; 32]);
 
 impl AccountKey {
-    fn of(account: &str) -> Self {
+    pub(crate) fn of(account: &str) -> Self {
         Self(Sha256::digest(account.as_bytes()).into())
     }
 }
 
 /// A client: an IPv4 address, or the /64 of an IPv6 one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct ClientKey(IpAddr);
+pub(crate) struct ClientKey(pub(crate) IpAddr);
 
 impl ClientKey {
-    fn of(ip: IpAddr) -> Self {
+    pub(crate) fn of(ip: IpAddr) -> Self {
         match ip.to_canonical() {
             IpAddr::V6(v6) => {
                 let network = u128::from(v6) & !u128::from(u64::MAX);
@@ -518,7 +518,7 @@ impl ClientKey {
     }
 }
 
-type PairKey = (AccountKey, ClientKey);
+pub(crate) type PairKey = (AccountKey, ClientKey);
 
 /// Attempts reserved by `check` and not yet reported back.
 #[derive(Debug, Clone, Copy, Default)]
