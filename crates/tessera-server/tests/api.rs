@@ -1,55 +1,21 @@
 //! The HTTP contract end to end: each test starts the service on port 0 with a fresh
-//! data dir and talks to it over real HTTP.
+//! data dir (and database) and talks to it over real HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_server::{Server, ServerConfig};
-
-struct TestApp {
-    base: String,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<()>,
-}
+use support::{TestApp, spawn_app, spawn_app_with};
 
 struct Tokens {
     access: String,
     refresh: String,
 }
 
-async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
-}
-
-async fn spawn_app_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestApp {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().join("data"),
-        ..ServerConfig::default()
-    };
-    adjust(&mut config);
-    let server = Server::bind(config).await.unwrap();
-    let base = server.base_url().to_owned();
-    let handle = tokio::spawn(async move {
-        server.serve(std::future::pending()).await.unwrap();
-    });
-    TestApp {
-        base,
-        http: reqwest::Client::new(),
-        _data: data,
-        _server: handle,
-    }
-}
-
 impl TestApp {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     async fn sign_up(&self, username: &str, password: &str) -> reqwest::Response {
         self.http
             .post(self.url("/auth/signup"))

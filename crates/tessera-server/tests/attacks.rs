@@ -3,6 +3,8 @@
 //! and `invalid_grant` on the refresh grant, and never a new token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
@@ -10,32 +12,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_server::{Server, ServerConfig};
+use support::{TestApp, TestSetup, spawn_app};
 
-struct Target {
-    base: String,
-    http: reqwest::Client,
-    data: tempfile::TempDir,
-}
-
-async fn start() -> Target {
-    let data = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().join("data"),
-        ..ServerConfig::default()
-    };
-    let server = Server::bind(config).await.unwrap();
-    let base = server.base_url().to_owned();
-    tokio::spawn(server.serve(std::future::pending()));
-    Target {
-        base,
-        http: reqwest::Client::new(),
-        data,
-    }
-}
-
-impl Target {
+impl TestApp {
     async fn log_in(&self, username: &str) -> (String, String) {
         let url = format!("{}/auth/signup", self.base);
         let body = json!({"username": username, "password": "correct horse"});
@@ -107,11 +86,11 @@ impl Target {
     }
 }
 
-impl Target {
+impl TestApp {
     /// The server's own signing key, read from its data dir: white-box cases sign
     /// with it so that one claim rule at a time is tested.
     fn signing_key(&self) -> tessera_token::SigningKey {
-        let keys = self.data.path().join("data").join("keys");
+        let keys = self.config.data_dir.join("keys");
         let pem = std::fs::read_dir(keys)
             .unwrap()
             .map(|entry| entry.unwrap().path())
@@ -138,7 +117,7 @@ fn forged_claims(access: &str) -> Value {
 
 #[tokio::test]
 async fn unsigned_and_stripped_tokens_are_refused() {
-    let target = start().await;
+    let target = spawn_app().await;
     let (access, _) = target.log_in("alice").await;
     let parts: Vec<&str> = access.split('.').collect();
     let forged = b64(&forged_claims(&access));
@@ -163,7 +142,7 @@ async fn unsigned_and_stripped_tokens_are_refused() {
 
 #[tokio::test]
 async fn hmac_tokens_made_from_the_public_key_are_refused() {
-    let target = start().await;
+    let target = spawn_app().await;
     let (access, _) = target.log_in("bob").await;
     let jwks: Value = target
         .http
@@ -197,7 +176,7 @@ async fn hmac_tokens_made_from_the_public_key_are_refused() {
 
 #[tokio::test]
 async fn degenerate_and_attacker_signed_tokens_are_refused() {
-    let target = start().await;
+    let target = spawn_app().await;
     let (access, _) = target.log_in("carol").await;
     let header = decode(access.split('.').next().unwrap());
     let kid = header["kid"].as_str().unwrap();
@@ -238,7 +217,7 @@ async fn degenerate_and_attacker_signed_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_refresh_token_is_not_an_access_token_and_the_reverse() {
-    let target = start().await;
+    let target = spawn_app().await;
     let (access, refresh) = target.log_in("dave").await;
 
     target.assert_refused_as_access_token(&refresh).await;
@@ -248,7 +227,12 @@ async fn a_refresh_token_is_not_an_access_token_and_the_reverse() {
 /// White-box: the real key signs claims that differ from a valid set in one member.
 #[tokio::test]
 async fn claims_breaking_one_rule_are_refused_by_the_running_server() {
-    let target = start().await;
+    let target = TestSetup::new()
+        .await
+        .with_key_on_disk()
+        .await
+        .spawn()
+        .await;
     let (access, _) = target.log_in("erin").await;
     let key = target.signing_key();
     let header = decode(access.split('.').next().unwrap());

@@ -3,35 +3,19 @@
 //! page's security headers, and CORS for allowed origins only.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HOST, ORIGIN, SET_COOKIE};
 use serde_json::{Value, json};
-use tessera_server::{Server, ServerConfig};
+use support::{TestApp, spawn_app_with};
 
-struct App {
-    base: String,
-    host: String,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
-}
-
-async fn app() -> App {
-    let data = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().join("data"),
-        cors_origins: vec!["http://app.localhost:3000".parse().unwrap()],
-        ..ServerConfig::default()
-    };
-    let server = Server::bind(config).await.unwrap();
-    let base = server.base_url().to_owned();
-    tokio::spawn(server.serve(std::future::pending()));
-    App {
-        host: base.trim_start_matches("http://").to_owned(),
-        base,
-        http: reqwest::Client::new(),
-        _data: data,
-    }
+/// A server that allows one other origin's single-page app.
+async fn app() -> TestApp {
+    spawn_app_with(|config| {
+        config.cors_origins = vec!["http://app.localhost:3000".parse().unwrap()];
+    })
+    .await
 }
 
 /// The browser's cookie jar after a login, as `name=value` pairs.
@@ -58,7 +42,7 @@ fn cookie_value(set_cookies: &[String], name: &str) -> String {
         .unwrap()
 }
 
-impl App {
+impl TestApp {
     async fn browser_login(&self, username: &str) -> (Jar, Vec<String>) {
         self.http
             .post(format!("{}/auth/signup", self.base))
@@ -91,11 +75,16 @@ impl App {
         (jar, set_cookies)
     }
 
+    /// `127.0.0.1:PORT`, as browsers send it in `Host`.
+    fn host(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     fn request(&self, method: reqwest::Method, path: &str, jar: &Jar) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
             .header(COOKIE, jar.all())
-            .header(HOST, &self.host)
+            .header(HOST, self.host())
     }
 }
 

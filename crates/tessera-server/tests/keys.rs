@@ -2,6 +2,8 @@
 //! keep calling, and the refusals at start-up for unusable key settings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
@@ -9,40 +11,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_server::{Server, ServerConfig, key_admin};
+use support::{TestApp, TestSetup, spawn_app_in};
+use tessera_server::{Server, key_admin};
 use tessera_token::KeyAlgorithm;
 
-struct Running {
-    base: String,
-    http: reqwest::Client,
-    config: ServerConfig,
-    _data: tempfile::TempDir,
-}
-
-fn config_in(data: &tempfile::TempDir) -> ServerConfig {
-    ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().join("data"),
-        ..ServerConfig::default()
-    }
-}
-
-async fn start(adjust: impl FnOnce(&mut ServerConfig, &std::path::Path)) -> Running {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = config_in(&data);
-    adjust(&mut config, data.path());
-    let server = Server::bind(config.clone()).await.unwrap();
-    let base = server.base_url().to_owned();
-    tokio::spawn(server.serve(std::future::pending()));
-    Running {
-        base,
-        http: reqwest::Client::new(),
-        config,
-        _data: data,
-    }
-}
-
-impl Running {
+impl TestApp {
     async fn log_in(&self, username: &str) -> (String, String) {
         let body = json!({"username": username, "password": "correct horse"});
         let signup = self
@@ -137,7 +110,7 @@ fn secret_file(dir: &std::path::Path, bytes: usize) -> std::path::PathBuf {
 #[tokio::test]
 async fn every_algorithm_signs_tokens_the_server_accepts() {
     for algorithm in KeyAlgorithm::ALL {
-        let server = start(|config, dir| {
+        let server = spawn_app_in(|config, dir| {
             config.alg = algorithm;
             if algorithm == KeyAlgorithm::HS256 {
                 config.hmac_secret_file = Some(secret_file(dir, 32));
@@ -161,7 +134,7 @@ async fn every_algorithm_signs_tokens_the_server_accepts() {
 #[tokio::test]
 async fn rotation_publishes_at_once_signs_later_and_keeps_old_tokens_valid() {
     // Keys are re-read every 2 s, so each step waits for the next check.
-    let server = start(|config, _| {
+    let server = spawn_app_in(|config, _| {
         config.access_ttl = Duration::from_secs(5);
         config.leeway = Duration::ZERO;
     })
@@ -169,7 +142,9 @@ async fn rotation_publishes_at_once_signs_later_and_keeps_old_tokens_valid() {
     let (old_access, refresh) = server.log_in("bob").await;
     let old_kid = header(&old_access)["kid"].as_str().unwrap().to_owned();
 
-    let rotated = key_admin::rotate(&server.config, Some(Duration::from_secs(3)), now()).unwrap();
+    let rotated = key_admin::rotate(&server.config, Some(Duration::from_secs(3)), now())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
     // Published, not yet signing; the old token still works.
@@ -194,13 +169,15 @@ async fn rotation_publishes_at_once_signs_later_and_keeps_old_tokens_valid() {
 
 #[tokio::test]
 async fn clients_see_no_failure_while_keys_rotate() {
-    let server = start(|config, _| config.access_ttl = Duration::from_secs(60)).await;
+    let server = spawn_app_in(|config, _| config.access_ttl = Duration::from_secs(60)).await;
     let (access, mut refresh) = server.log_in("carol").await;
     let mut access = access;
     let mut calls = 0;
 
     for round in 0..4 {
-        key_admin::rotate(&server.config, Some(Duration::ZERO), now()).unwrap();
+        key_admin::rotate(&server.config, Some(Duration::ZERO), now())
+            .await
+            .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
         while tokio::time::Instant::now() < deadline {
             assert_eq!(
@@ -221,20 +198,22 @@ async fn clients_see_no_failure_while_keys_rotate() {
 
 #[tokio::test]
 async fn rotation_keeps_the_algorithm_that_is_signing() {
-    let server = start(|config, _| config.alg = KeyAlgorithm::ES256).await;
+    let server = spawn_app_in(|config, _| config.alg = KeyAlgorithm::ES256).await;
     let mut default_config = server.config.clone();
     default_config.alg = KeyAlgorithm::EdDSA;
 
-    let rotated = key_admin::rotate(&default_config, Some(Duration::ZERO), now()).unwrap();
+    let rotated = key_admin::rotate(&default_config, Some(Duration::ZERO), now())
+        .await
+        .unwrap();
 
     assert_eq!(rotated.alg, KeyAlgorithm::ES256);
 }
 
 #[tokio::test]
 async fn unusable_key_settings_stop_start_up() {
-    let data = tempfile::tempdir().unwrap();
-    let short = secret_file(data.path(), 31);
-    let mut config = config_in(&data);
+    let setup = TestSetup::new().await;
+    let short = secret_file(setup.dir(), 31);
+    let mut config = setup.config.clone();
     config.alg = KeyAlgorithm::HS256;
     config.hmac_secret_file = Some(short.clone());
 
@@ -255,7 +234,7 @@ fn now() -> i64 {
 
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_stops_at_start_up() {
-    let first = start(|_, _| {}).await;
+    let first = spawn_app_in(|_, _| {}).await;
 
     let error = Server::bind(first.config.clone()).await.err().unwrap();
 

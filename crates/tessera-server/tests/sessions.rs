@@ -4,20 +4,15 @@
 //! ended session's access tokens are refused at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::{TestApp, spawn_app, spawn_app_with};
 use tessera_server::admin::Admin;
-use tessera_server::{Server, ServerConfig};
-
-struct App {
-    base: String,
-    http: reqwest::Client,
-    config: ServerConfig,
-    _data: tempfile::TempDir,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Pair {
@@ -25,34 +20,7 @@ struct Pair {
     refresh: String,
 }
 
-async fn app_with(adjust: impl FnOnce(&mut ServerConfig)) -> App {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().join("data"),
-        ..ServerConfig::default()
-    };
-    adjust(&mut config);
-    let server = Server::bind(config.clone()).await.unwrap();
-    let base = server.base_url().to_owned();
-    tokio::spawn(server.serve(std::future::pending()));
-    App {
-        base,
-        http: reqwest::Client::new(),
-        config,
-        _data: data,
-    }
-}
-
-async fn app() -> App {
-    app_with(|_| {}).await
-}
-
-impl App {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
+impl TestApp {
     async fn sign_up(&self, username: &str) {
         let response = self
             .http
@@ -127,7 +95,7 @@ async fn refused(response: reqwest::Response) -> String {
 }
 
 /// Fires `count` refreshes of one token at once and returns every answer.
-async fn race(app: &App, refresh: &str, count: usize) -> Vec<(StatusCode, Option<Pair>)> {
+async fn race(app: &TestApp, refresh: &str, count: usize) -> Vec<(StatusCode, Option<Pair>)> {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(count));
     let mut tasks = Vec::new();
     for _ in 0..count {
@@ -157,7 +125,7 @@ async fn race(app: &App, refresh: &str, count: usize) -> Vec<(StatusCode, Option
 
 #[tokio::test]
 async fn fifty_concurrent_refreshes_share_one_successor_pair_twenty_times_over() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("alice").await;
     let mut current = app.log_in("alice").await;
 
@@ -181,7 +149,7 @@ async fn fifty_concurrent_refreshes_share_one_successor_pair_twenty_times_over()
 
 #[tokio::test]
 async fn a_retry_inside_the_grace_window_gets_the_same_pair() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("bob").await;
     let first = app.log_in("bob").await;
 
@@ -194,7 +162,7 @@ async fn a_retry_inside_the_grace_window_gets_the_same_pair() {
 
 #[tokio::test]
 async fn reuse_after_the_window_ends_that_session_only_and_is_audited() {
-    let app = app_with(|config| config.refresh_grace = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|config| config.refresh_grace = Duration::from_secs(1)).await;
     app.sign_up("carol").await;
     let laptop = app.log_in("carol").await;
     let phone = app.log_in("carol").await;
@@ -219,7 +187,7 @@ async fn reuse_after_the_window_ends_that_session_only_and_is_audited() {
 
 #[tokio::test]
 async fn a_grandparent_replayed_inside_the_window_still_ends_the_session() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("dave").await;
     let first = app.log_in("dave").await;
     let second = pair(app.refresh(&first.refresh).await).await;
@@ -233,7 +201,7 @@ async fn a_grandparent_replayed_inside_the_window_still_ends_the_session() {
 
 #[tokio::test]
 async fn with_the_window_off_a_replay_ends_the_session() {
-    let app = app_with(|config| config.refresh_grace = Duration::ZERO).await;
+    let app = spawn_app_with(|config| config.refresh_grace = Duration::ZERO).await;
     app.sign_up("erin").await;
     let first = app.log_in("erin").await;
     let second = pair(app.refresh(&first.refresh).await).await;
@@ -245,7 +213,7 @@ async fn with_the_window_off_a_replay_ends_the_session() {
 
 #[tokio::test]
 async fn the_device_list_shows_open_sessions_and_ends_one() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("frank").await;
     let laptop = app.log_in("frank").await;
     let phone = app.log_in("frank").await;
@@ -293,7 +261,7 @@ async fn the_device_list_shows_open_sessions_and_ends_one() {
 
 #[tokio::test]
 async fn another_users_session_cannot_be_ended_from_the_device_list() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("grace").await;
     app.sign_up("mallory").await;
     let victim = app.log_in("grace").await;
@@ -324,7 +292,7 @@ async fn another_users_session_cannot_be_ended_from_the_device_list() {
 
 #[tokio::test]
 async fn logout_others_keeps_only_the_callers_session() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("heidi").await;
     let laptop = app.log_in("heidi").await;
     let phone = app.log_in("heidi").await;
@@ -342,7 +310,7 @@ async fn logout_others_keeps_only_the_callers_session() {
 
 #[tokio::test]
 async fn revoking_a_refresh_or_access_token_ends_its_session_and_always_answers_200() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("ivan").await;
     let by_refresh = app.log_in("ivan").await;
     let by_access = app.log_in("ivan").await;
@@ -382,7 +350,7 @@ async fn revoking_a_refresh_or_access_token_ends_its_session_and_always_answers_
 
 #[tokio::test]
 async fn a_password_change_ends_every_other_session() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("judy").await;
     let device_a = app.log_in("judy").await;
     let device_b = app.log_in("judy").await;
@@ -428,7 +396,7 @@ async fn a_password_change_ends_every_other_session() {
 
 #[tokio::test]
 async fn a_refresh_racing_a_password_change_leaves_no_live_token_behind() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("kate").await;
     let device_a = app.log_in("kate").await;
     let device_b = app.log_in("kate").await;
@@ -453,7 +421,7 @@ async fn a_refresh_racing_a_password_change_leaves_no_live_token_behind() {
 
 #[tokio::test]
 async fn disabling_a_user_refuses_their_tokens_within_a_second() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("liam").await;
     let tokens = app.log_in("liam").await;
     let admin = Admin::open(&app.config).await.unwrap();
@@ -479,7 +447,7 @@ async fn disabling_a_user_refuses_their_tokens_within_a_second() {
 
 #[tokio::test]
 async fn roles_set_by_the_admin_reach_tokens_at_the_next_renewal() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("mia").await;
     let first = app.log_in("mia").await;
     let admin = Admin::open(&app.config).await.unwrap();
@@ -503,7 +471,7 @@ async fn introspection_answers_resource_servers_holding_the_credential() {
     let credential = "cmVzb3VyY2Utc2VydmVyLWNyZWRlbnRpYWwtMzItYnl0ZXM=";
     std::fs::write(&secret_file, format!("{credential}\n")).unwrap();
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let app = app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
+    let app = spawn_app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
     app.sign_up("nina").await;
     let tokens = app.log_in("nina").await;
     let introspect = |token: String, credential: &'static str| {
@@ -560,7 +528,7 @@ async fn introspection_answers_resource_servers_holding_the_credential() {
 
 #[tokio::test]
 async fn without_a_configured_credential_there_is_no_introspection() {
-    let app = app().await;
+    let app = spawn_app().await;
 
     let response = app
         .http
@@ -577,7 +545,7 @@ async fn without_a_configured_credential_there_is_no_introspection() {
 /// Logs in again and again with `password` from 8 client addresses for `for_how_long`;
 /// every pair obtained.
 async fn login_storm(
-    app: &App,
+    app: &TestApp,
     username: &str,
     password: &str,
     for_how_long: Duration,
@@ -623,7 +591,7 @@ async fn login_storm(
 
 #[tokio::test]
 async fn logins_racing_a_password_change_leave_no_live_session() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("oscar").await;
     let owner = app.log_in("oscar").await;
 
@@ -652,7 +620,7 @@ async fn logins_racing_a_password_change_leave_no_live_session() {
 
 #[tokio::test]
 async fn logins_racing_a_disable_leave_no_live_session_even_after_enabling() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("petra").await;
     let admin = Admin::open(&app.config).await.unwrap();
 
@@ -674,7 +642,7 @@ async fn logins_racing_a_disable_leave_no_live_session_even_after_enabling() {
 
 #[tokio::test]
 async fn forward_auth_names_the_user_for_a_valid_token_and_refuses_others() {
-    let app = app().await;
+    let app = spawn_app().await;
     app.sign_up("quinn").await;
     let tokens = app.log_in("quinn").await;
     let admin = Admin::open(&app.config).await.unwrap();
@@ -730,7 +698,7 @@ async fn the_revocation_feed_lists_ended_sessions_for_resource_servers_only() {
     let credential = "cmVzb3VyY2Utc2VydmVyLWZlZWQtY3JlZGVudGlhbC0zMg";
     std::fs::write(&secret_file, credential).unwrap();
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let app = app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
+    let app = spawn_app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
     app.sign_up("rosa").await;
     let ended = app.log_in("rosa").await;
     let kept = app.log_in("rosa").await;
@@ -784,7 +752,7 @@ async fn the_live_feed_streams_an_end_as_it_happens() {
     let credential = "cmVzb3VyY2Utc2VydmVyLXN0cmVhbS1jcmVkZW50aWFs";
     std::fs::write(&secret_file, credential).unwrap();
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let app = app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
+    let app = spawn_app_with(|config| config.introspection_secret_file = Some(secret_file)).await;
     app.sign_up("sven").await;
     let tokens = app.log_in("sven").await;
     let address = app.base.trim_start_matches("http://").to_owned();

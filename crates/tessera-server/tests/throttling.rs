@@ -4,37 +4,14 @@
 //! user exists (proved by counting hashes, not by timing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use tessera_server::{Server, ServerConfig};
-
-struct App {
-    base: String,
-    verifications: Arc<dyn Fn() -> u64 + Send + Sync>,
-    _data: tempfile::TempDir,
-}
-
-async fn app_with(adjust: impl FnOnce(&mut ServerConfig)) -> App {
-    let data = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().join("data"),
-        ..ServerConfig::default()
-    };
-    adjust(&mut config);
-    let server = Server::bind(config).await.unwrap();
-    let base = server.base_url().to_owned();
-    let verifications = Arc::new(server.verification_counter());
-    tokio::spawn(server.serve(std::future::pending()));
-    App {
-        base,
-        verifications,
-        _data: data,
-    }
-}
+use support::{TestApp, spawn_app_with};
 
 /// A client whose connections come from `address` (any of 127.0.0.0/8 works on
 /// loopback), standing for a distinct machine.
@@ -45,7 +22,7 @@ fn client_from(address: &str) -> reqwest::Client {
         .unwrap()
 }
 
-impl App {
+impl TestApp {
     async fn sign_up(&self, username: &str) {
         let response = reqwest::Client::new()
             .post(format!("{}/auth/signup", self.base))
@@ -87,7 +64,7 @@ fn assert_throttled(response: &reqwest::Response) {
 
 #[tokio::test]
 async fn every_login_costs_one_verification_whether_or_not_the_user_exists() {
-    let app = app_with(|_| {}).await;
+    let app = spawn_app_with(|_| {}).await;
     app.sign_up("alice").await;
     let client = reqwest::Client::new();
 
@@ -106,7 +83,7 @@ async fn every_login_costs_one_verification_whether_or_not_the_user_exists() {
 
 #[tokio::test]
 async fn repeated_failures_are_throttled_before_any_hash_even_with_the_right_password() {
-    let app = app_with(|_| {}).await;
+    let app = spawn_app_with(|_| {}).await;
     app.sign_up("bob").await;
     let attacker = client_from("127.0.0.2");
 
@@ -127,7 +104,7 @@ async fn repeated_failures_are_throttled_before_any_hash_even_with_the_right_pas
 
 #[tokio::test]
 async fn the_guessers_address_is_slowed_and_the_real_user_is_not() {
-    let app = app_with(|_| {}).await;
+    let app = spawn_app_with(|_| {}).await;
     app.sign_up("carol").await;
     let attacker = client_from("127.0.0.2");
     let user = client_from("127.0.0.3");
@@ -144,7 +121,7 @@ async fn the_guessers_address_is_slowed_and_the_real_user_is_not() {
 
 #[tokio::test]
 async fn concurrent_guesses_are_evaluated_only_up_to_the_free_allowance() {
-    let app = app_with(|_| {}).await;
+    let app = spawn_app_with(|_| {}).await;
     app.sign_up("dave").await;
     let attacker = client_from("127.0.0.2");
     let before = (app.verifications)();
@@ -183,7 +160,7 @@ async fn concurrent_guesses_are_evaluated_only_up_to_the_free_allowance() {
 
 #[tokio::test]
 async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing() {
-    let app = app_with(|_| {}).await;
+    let app = spawn_app_with(|_| {}).await;
     app.sign_up("erin").await;
     let attacker = client_from("127.0.0.2");
 
@@ -202,7 +179,8 @@ async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_the_forwarded_client_is_what_counts() {
     let app =
-        app_with(|config| config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+        spawn_app_with(|config| config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()])
+            .await;
     app.sign_up("frank").await;
     let proxy = client_from("127.0.0.1");
 
