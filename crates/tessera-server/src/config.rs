@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The PostgreSQL database to use instead of the SQLite file in the data dir.
     pub database_url: Option<DatabaseUrl>,
+    /// Redis, when logins are throttled across instances; without it each instance
+    /// throttles on its own.
+    pub redis_url: Option<RedisUrl>,
     /// Lifetime of access tokens.
     pub access_ttl: Duration,
     /// The `iss` of issued tokens; derived from the bound address when unset.
@@ -72,6 +75,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./tessera-data"),
             database_url: None,
+            redis_url: None,
             access_ttl: Duration::from_secs(15 * 60),
             issuer: None,
             audience: "tessera".to_owned(),
@@ -131,38 +135,83 @@ impl DatabaseUrl {
     /// The URL with any password (in the user part or a `password=` parameter)
     /// replaced by `REDACTED`.
     pub fn redacted(&self) -> String {
-        let url = &self.0;
-        let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-            return REDACTED.to_owned();
-        };
-        let rest = &url[scheme_end..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        let authority = match authority.rsplit_once('@') {
-            Some((user_part, host)) => match user_part.split_once(':') {
-                Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
-                None => format!("{user_part}@{host}"),
-            },
-            None => authority.to_owned(),
-        };
-        let path = match path.split_once('?') {
-            Some((path, query)) => {
-                let (query, fragment) = query
-                    .split_once('#')
-                    .map_or((query, None), |(q, f)| (q, Some(f)));
-                let query: Vec<String> = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some(("password", _)) => format!("password={REDACTED}"),
-                        _ => pair.to_owned(),
-                    })
-                    .collect();
-                let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
-                format!("{path}?{}{fragment}", query.join("&"))
-            }
-            None => path.to_owned(),
-        };
-        format!("{}{authority}{path}", &url[..scheme_end])
+        redact_url(&self.0)
+    }
+}
+
+/// `url` with any password (in the user part or a `password=` parameter) replaced by
+/// `REDACTED`.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return REDACTED.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_part, host)) => match user_part.split_once(':') {
+            Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
+            None => format!("{user_part}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = query
+                .split_once('#')
+                .map_or((query, None), |(q, f)| (q, Some(f)));
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => format!("password={REDACTED}"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", query.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{}{authority}{path}", &url[..scheme_end])
+}
+
+/// A Redis URL (`redis://` or `rediss://`), shown with its password hidden.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Accepts `redis://` and `rediss://` (TLS) URLs.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let text = text.trim();
+        let redis = ["redis://", "rediss://"]
+            .iter()
+            .any(|scheme| text.len() > scheme.len() && text.starts_with(scheme));
+        if !redis || text.contains(char::is_whitespace) {
+            return Err(ConfigError::Value {
+                key: "redis_url",
+                value: redact_url(text),
+                hint: "give a Redis URL such as redis://127.0.0.1:6379 (redis:// or \
+                       rediss://), or leave it unset to throttle logins per instance"
+                    .to_owned(),
+            });
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The URL as given, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `REDACTED`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RedisUrl").field(&self.redacted()).finish()
     }
 }
 
@@ -184,6 +233,8 @@ pub struct ConfigLayer {
     pub data_dir: Option<PathBuf>,
     /// `database_url`: `postgres://…`; absent means SQLite in the data dir
     pub database_url: Option<String>,
+    /// `redis_url`: `redis://…`; absent means per-instance login throttling
+    pub redis_url: Option<String>,
     /// `access_ttl`, a human duration such as `15m`
     pub access_ttl: Option<String>,
     /// `issuer`
@@ -223,10 +274,11 @@ pub struct ConfigLayer {
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 21] = [
+pub const ENV_KEYS: [(&str, &str); 22] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("database_url", "TESSERA_DATABASE_URL"),
+    ("redis_url", "TESSERA_REDIS_URL"),
     ("access_ttl", "TESSERA_ACCESS_TTL"),
     ("issuer", "TESSERA_ISSUER"),
     ("audience", "TESSERA_AUDIENCE"),
@@ -318,6 +370,7 @@ impl ConfigLayer {
             listen: get("listen"),
             data_dir: get("data_dir").map(PathBuf::from),
             database_url: get("database_url"),
+            redis_url: get("redis_url"),
             access_ttl: get("access_ttl"),
             issuer: get("issuer"),
             audience: get("audience"),
@@ -349,6 +402,9 @@ impl ConfigLayer {
         }
         if let Some(url) = self.database_url {
             config.database_url = Some(DatabaseUrl::parse(&url)?);
+        }
+        if let Some(url) = self.redis_url {
+            config.redis_url = Some(RedisUrl::parse(&url)?);
         }
         if let Some(ttl) = self.access_ttl {
             config.access_ttl = parse_duration("access_ttl", &ttl)?;
@@ -551,6 +607,9 @@ impl ServerConfig {
         put("data_dir", self.data_dir.display().to_string().into());
         if let Some(url) = &self.database_url {
             put("database_url", url.redacted().into());
+        }
+        if let Some(url) = &self.redis_url {
+            put("redis_url", url.redacted().into());
         }
         put("access_ttl", duration(self.access_ttl).into());
         if let Some(issuer) = &self.issuer {

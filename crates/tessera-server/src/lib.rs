@@ -56,6 +56,7 @@ use crate::passwords::Passwords;
 use crate::revocations::Revocations;
 use crate::state::AppState;
 use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::throttle_shared::{DEFAULT_PREFIX, SharedThrottle, Throttle};
 
 /// The SQLite database file inside the data dir, used when no `database_url` is set.
 pub(crate) const DATABASE_FILE: &str = "tessera.db";
@@ -130,7 +131,14 @@ impl Server {
             }
             None => None,
         };
-        let throttle = Arc::new(LoginThrottle::new(ThrottleConfig::default()));
+        let throttle = Arc::new(match &config.redis_url {
+            Some(url) => Throttle::Shared(
+                SharedThrottle::connect(url.expose(), DEFAULT_PREFIX, ThrottleConfig::default())
+                    .await
+                    .with_context(|| format!("cannot use Redis at {}", url.redacted()))?,
+            ),
+            None => Throttle::Local(LoginThrottle::new(ThrottleConfig::default())),
+        });
         let state = AppState {
             store: Arc::clone(&store_handle),
             guard: keys.guard(),
@@ -233,17 +241,17 @@ impl Server {
 /// Work that runs beside the listener while the server serves.
 struct Background {
     store: Arc<dyn store::Store>,
-    throttle: Arc<LoginThrottle>,
+    throttle: Arc<Throttle>,
     revocations: Arc<Revocations>,
     audit_retention: std::time::Duration,
 }
 
 /// Forgets idle throttling entries every minute, so memory follows current traffic.
-async fn prune_throttle(throttle: Arc<LoginThrottle>) {
+async fn prune_throttle(throttle: Arc<Throttle>) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         ticks.tick().await;
-        throttle.prune(std::time::Instant::now());
+        throttle.prune();
     }
 }
 

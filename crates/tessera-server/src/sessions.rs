@@ -9,8 +9,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tessera_token::Secret;
 
-use std::time::Instant;
-
 use crate::audit::{self, Subject};
 use crate::clock;
 use crate::error::ApiError;
@@ -120,7 +118,7 @@ pub async fn log_in(
     let key = username_key(username.trim());
     let ip = origin.ip_text();
     let throttle_ip = origin.ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    if let Err(throttled) = state.throttle.check(&key, throttle_ip, Instant::now()) {
+    if let Err(throttled) = state.throttle.check(&key, throttle_ip).await {
         audit::record(state, "login_throttled", origin, Subject::default(), None).await;
         return Err(ApiError::Throttled(throttled.retry_after));
     }
@@ -136,15 +134,13 @@ pub async fn log_in(
         Ok(matches) => matches,
         Err(error) => {
             // No verdict: the attempt must not count against the pair.
-            state.throttle.release(&key, throttle_ip, Instant::now());
+            state.throttle.release(&key, throttle_ip).await;
             return Err(crate::error::from_password_error(error));
         }
     };
     let known_user = credentials.as_ref().map(|found| found.user.id.clone());
     let Some(credentials) = credentials.filter(|found| matches && !found.user.disabled) else {
-        state
-            .throttle
-            .record_failure(&key, throttle_ip, Instant::now());
+        state.throttle.record_failure(&key, throttle_ip).await;
         // For the audit trail only: which account was tried, when it exists.
         let subject = Subject {
             user: known_user.as_ref(),
@@ -153,9 +149,7 @@ pub async fn log_in(
         audit::record(state, "login_failed", origin, subject, None).await;
         return Err(ApiError::InvalidGrant(BAD_CREDENTIALS));
     };
-    state
-        .throttle
-        .record_success(&key, throttle_ip, Instant::now());
+    state.throttle.record_success(&key, throttle_ip).await;
 
     let now = clock::now();
     let (refresh_token, refresh_hash) = new_refresh_token()?;
@@ -403,7 +397,7 @@ pub async fn change_password(
         .await?
         .ok_or(ApiError::InvalidToken)?;
     let key = username_key(&credentials.user.username);
-    if let Err(throttled) = state.throttle.check(&key, throttle_ip, Instant::now()) {
+    if let Err(throttled) = state.throttle.check(&key, throttle_ip).await {
         return Err(ApiError::Throttled(throttled.retry_after));
     }
     let matches = match state
@@ -413,21 +407,17 @@ pub async fn change_password(
     {
         Ok(matches) => matches,
         Err(error) => {
-            state.throttle.release(&key, throttle_ip, Instant::now());
+            state.throttle.release(&key, throttle_ip).await;
             return Err(crate::error::from_password_error(error));
         }
     };
     if !matches {
-        state
-            .throttle
-            .record_failure(&key, throttle_ip, Instant::now());
+        state.throttle.record_failure(&key, throttle_ip).await;
         return Err(ApiError::Validation(
             "the current password is not correct".to_owned(),
         ));
     }
-    state
-        .throttle
-        .record_success(&key, throttle_ip, Instant::now());
+    state.throttle.record_success(&key, throttle_ip).await;
     let hash = state
         .passwords
         .hash(new)

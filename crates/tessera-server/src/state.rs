@@ -8,7 +8,7 @@ use crate::key_ring::KeyRing;
 use crate::passwords::Passwords;
 use crate::revocations::Revocations;
 use crate::store::Store;
-use crate::throttle::LoginThrottle;
+use crate::throttle_shared::Throttle;
 use axum::extract::FromRef;
 use tessera_guard::Guard;
 
@@ -26,7 +26,7 @@ pub struct AppState {
     /// Sessions ended recently, refused without a database read.
     pub(crate) revocations: Arc<Revocations>,
     /// Login attempts per account and client, checked before any hash.
-    pub(crate) throttle: Arc<LoginThrottle>,
+    pub(crate) throttle: Arc<Throttle>,
     /// SHA-256 of the credential resource servers present to the introspection
     /// endpoint; `None` turns the endpoint off.
     pub(crate) introspection: Option<[u8; 32]>,

@@ -3,8 +3,9 @@
 //! hashes only on `Ok`; it then reports the verdict with
 //! [`LoginThrottle::record_failure`] or [`LoginThrottle::record_success`], or, when no
 //! verdict was reached (the hashing pool was busy), hands the attempt back with
-//! [`LoginThrottle::release`]. The state lives in this instance's memory; several
-//! instances behind a load balancer each throttle on their own.
+//! [`LoginThrottle::release`]. The state lives in this instance's memory; with
+//! `redis_url` set, [`crate::throttle_shared`] keeps the same counters in Redis so that
+//! instances behind a load balancer throttle together.
 //!
 //! # Policy
 //!
@@ -157,9 +158,8 @@ impl ThrottleConfig {
     }
 }
 
-// Limitation: the counters live in this process; instances behind one load balancer
-// each count on their own. A shared store (Redis, with an atomic script) would remove
-// it.
+// The counters live in this process; with `redis_url` set, `throttle_shared` keeps them
+// in Redis instead and falls back to this while Redis does not answer.
 
 /// An attempt refused before evaluation; answer 429 with `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

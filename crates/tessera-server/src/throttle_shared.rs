@@ -43,13 +43,6 @@
 //! Redis: its reservation there then counts as a failure until it lapses (closed, not
 //! open).
 
-// Not yet called by the server: it still builds a `LoginThrottle`. The `expect` goes
-// once the server builds a `SharedThrottle` from a `redis_url` setting.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the server does not build it from its config yet")
-)]
-
 use std::collections::{HashMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
@@ -765,6 +758,71 @@ fn hex(account: &AccountKey) -> String {
             let _ = write!(text, "{byte:02x}");
             text
         })
+}
+
+/// The login throttle a server uses: its own ([`LoginThrottle`]), or the one shared
+/// through Redis when `redis_url` is set. Callers see one interface either way.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per server, behind an Arc: the size difference costs nothing"
+)]
+pub(crate) enum Throttle {
+    /// Counted in this process.
+    Local(LoginThrottle),
+    /// Counted in Redis, with a local fallback.
+    Shared(SharedThrottle),
+}
+
+impl Throttle {
+    /// Whether an attempt on `account` from `ip` may be evaluated now; on `Ok` the
+    /// attempt is reserved and exactly one verdict must follow.
+    pub(crate) async fn check(&self, account: &str, ip: IpAddr) -> Result<(), Throttled> {
+        match self {
+            Self::Local(throttle) => throttle.check(account, ip, Instant::now()),
+            Self::Shared(throttle) => throttle.check(account, ip).await,
+        }
+    }
+
+    /// The reserved attempt failed.
+    pub(crate) async fn record_failure(&self, account: &str, ip: IpAddr) {
+        match self {
+            Self::Local(throttle) => throttle.record_failure(account, ip, Instant::now()),
+            Self::Shared(throttle) => throttle.record_failure(account, ip).await,
+        }
+    }
+
+    /// The reserved attempt logged in.
+    pub(crate) async fn record_success(&self, account: &str, ip: IpAddr) {
+        match self {
+            Self::Local(throttle) => throttle.record_success(account, ip, Instant::now()),
+            Self::Shared(throttle) => throttle.record_success(account, ip).await,
+        }
+    }
+
+    /// The reserved attempt ended without a verdict.
+    pub(crate) async fn release(&self, account: &str, ip: IpAddr) {
+        match self {
+            Self::Local(throttle) => throttle.release(account, ip, Instant::now()),
+            Self::Shared(throttle) => throttle.release(account, ip).await,
+        }
+    }
+
+    /// Forgets what can no longer change a decision (call it every minute).
+    pub(crate) fn prune(&self) {
+        match self {
+            Self::Local(throttle) => throttle.prune(Instant::now()),
+            Self::Shared(throttle) => throttle.prune(),
+        }
+    }
+
+    /// `None` without Redis; otherwise whether Redis answered last time.
+    pub(crate) fn redis_up(&self) -> Option<bool> {
+        match self {
+            Self::Local(_) => None,
+            Self::Shared(throttle) => Some(throttle.is_shared()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ pub(crate) struct ConfigArgs {
     /// [env: TESSERA_DATABASE_URL] [default: SQLite in the data dir]
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// Redis URL (redis://HOST:PORT) for login throttling shared by every instance
+    /// [env: TESSERA_REDIS_URL] [default: none: each instance throttles on its own]
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
     /// Access-token lifetime, such as 15m or 5s [env: TESSERA_ACCESS_TTL] [default: 15m]
     #[arg(long, value_name = "DURATION")]
     access_ttl: Option<String>,
@@ -128,6 +132,7 @@ impl ConfigArgs {
             listen: self.listen,
             data_dir: self.data_dir,
             database_url: self.database_url,
+            redis_url: self.redis_url,
             access_ttl: self.access_ttl,
             issuer: self.issuer,
             audience: self.audience,

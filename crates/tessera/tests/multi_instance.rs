@@ -1,12 +1,15 @@
-//! Three `tessera server` processes sharing one PostgreSQL database, as behind a load
-//! balancer: a session opened on one instance is renewed on another and ended on a third,
-//! and the first refuses its access token within a second; fifty concurrent refreshes of
-//! one token spread over the three yield one successor; killing one instance mid-traffic
-//! leaves the others serving.
+//! Three `tessera server` processes sharing one PostgreSQL database and one Redis, as
+//! behind a load balancer: a session opened on one instance is renewed on another and
+//! ended on a third, and the first refuses its access token within a second; failed
+//! logins on one instance throttle the same account and client on the others; fifty
+//! concurrent refreshes of one token spread over the three yield one successor; killing
+//! one instance mid-traffic leaves the others serving.
 //!
-//! Needs PostgreSQL: run with `TESSERA_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
-//! cargo test -p tessera --test multi_instance -- --ignored` (CI does). Each run makes its
-//! own database and drops it at the end.
+//! Needs PostgreSQL and Redis: run with
+//! `TESSERA_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test
+//! TESSERA_TEST_REDIS_URL=redis://127.0.0.1:6379 cargo test -p tessera --test
+//! multi_instance -- --ignored` (CI does). Each run makes its own database and drops it
+//! at the end, and uses its own account names, so Redis keys of runs never meet.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -64,7 +67,11 @@ fn start_instances(database: &Database, scratch: &std::path::Path) -> Vec<Server
     std::fs::write(&master_key, secret.concat()).unwrap();
     std::fs::set_permissions(&master_key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let url = database.url();
+    let redis = std::env::var("TESSERA_TEST_REDIS_URL")
+        .expect("set TESSERA_TEST_REDIS_URL to a Redis server, e.g. redis://127.0.0.1:6379");
     let args = [
+        "--redis-url",
+        redis.as_str(),
         "--database-url",
         url.as_str(),
         "--master-key-file",
@@ -87,18 +94,27 @@ async fn form(http: &reqwest::Client, server: &Server, fields: &[(&str, &str)]) 
 }
 
 async fn log_in(http: &reqwest::Client, server: &Server, username: &str) -> Value {
-    let (status, body) = form(
+    let (status, body) = try_log_in(http, server, username, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn try_log_in(
+    http: &reqwest::Client,
+    server: &Server,
+    username: &str,
+    password: &str,
+) -> (u16, Value) {
+    form(
         http,
         server,
         &[
             ("grant_type", "password"),
             ("username", username),
-            ("password", PASSWORD),
+            ("password", password),
         ],
     )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    .await
 }
 
 async fn refresh(http: &reqwest::Client, server: &Server, token: &str) -> (u16, Value) {
@@ -132,18 +148,23 @@ async fn three_instances_share_sessions_keys_and_revocations() {
     let mut instances = start_instances(&database, scratch.path());
     let http = reqwest::Client::new();
     let (a, b, c) = (&instances[0], &instances[1], &instances[2]);
+    let ada = format!("ada-{}", uuid::Uuid::new_v4().simple());
+    let ada = ada.as_str();
     let signup = http
         .post(format!("{}/auth/signup", a.url))
-        .json(&serde_json::json!({"username": "ada", "password": PASSWORD}))
+        .json(&serde_json::json!({"username": ada, "password": PASSWORD}))
         .send()
         .await
         .unwrap();
     assert_eq!(signup.status().as_u16(), 201);
 
     // Log in on A; every instance trusts the token, since all sign with the shared keys.
-    let first = log_in(&http, a, "ada").await;
+    let first = log_in(&http, a, ada).await;
     for server in [a, b, c] {
-        assert_eq!(userinfo(&http, server, &text(&first, "access_token")).await, 200);
+        assert_eq!(
+            userinfo(&http, server, &text(&first, "access_token")).await,
+            200
+        );
     }
 
     // Renew on B, log out on C: A refuses the renewed access token within a second.
@@ -175,8 +196,20 @@ async fn three_instances_share_sessions_keys_and_revocations() {
     );
     assert_eq!(userinfo(&http, b, &access).await, 401);
 
+    // Failed logins count on every instance: three free failures spread over A and B,
+    // one more on C, and then C and A both make this client wait.
+    for server in [a, b, a, c] {
+        let (status, body) = try_log_in(&http, server, ada, "wrong password").await;
+        assert_eq!(status, 400, "{body}");
+    }
+    for server in [c, a] {
+        let (status, body) = try_log_in(&http, server, ada, PASSWORD).await;
+        assert_eq!(status, 429, "{body}");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
     // Fifty concurrent refreshes of one token over the three instances: one successor.
-    let session = log_in(&http, c, "ada").await;
+    let session = log_in(&http, c, ada).await;
     let presented = text(&session, "refresh_token");
     let attempts = (0..50).map(|index| {
         let http = http.clone();

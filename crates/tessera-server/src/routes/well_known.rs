@@ -69,7 +69,18 @@ pub(super) async fn healthz() -> Json<Value> {
 /// balancer sends traffic elsewhere until it does.
 pub(super) async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready", "database": "ok"}))),
+        // Redis down does not make the instance unready: logins are then throttled per
+        // instance, which is safe, and taking every instance out of rotation at once
+        // would turn a Redis outage into a full one. The answer says so instead.
+        Ok(()) => Ok(Json(match state.throttle.redis_up() {
+            None => json!({"status": "ready", "database": "ok"}),
+            Some(true) => json!({"status": "ready", "database": "ok", "redis": "ok"}),
+            Some(false) => json!({
+                "status": "ready",
+                "database": "ok",
+                "redis": "unavailable: logins are throttled per instance",
+            }),
+        })),
         Err(error) => {
             tracing::warn!(%error, "not ready: the database does not answer");
             Err(ApiError::Unavailable)
