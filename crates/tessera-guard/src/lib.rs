@@ -51,6 +51,7 @@ mod remote_keys;
 mod remote_tests;
 mod revocation_feed;
 mod sse;
+mod verified_tokens;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -61,7 +62,7 @@ use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tessera_token::{AccessClaims, KeySet, TokenError, Validator, read_compact};
+use tessera_token::{AccessClaims, KeySet, TokenError, Validator, VerifyingKey, read_compact};
 
 pub use authorize::{INSUFFICIENT_SCOPE_CHALLENGE, InsufficientScope};
 use ended_sessions::EndedSessions;
@@ -74,36 +75,73 @@ pub use revocation_feed::{
     DEFAULT_POLL_INTERVAL, MAX_ENDED_SESSIONS, REVOCATION_STREAM_PATH, REVOCATIONS_PATH,
     RevocationFeed,
 };
+use verified_tokens::VerifiedTokens;
+pub use verified_tokens::{DEFAULT_TOKEN_CACHE_CAPACITY, MAX_CACHED_TOKEN_BYTES};
 
 /// The `WWW-Authenticate` value for every refused token (RFC 6750 §3).
 pub const INVALID_TOKEN_CHALLENGE: &str = r#"Bearer error="invalid_token""#;
 
 /// Checks the bearer token of requests against a validator. Clones share one key set,
-/// which [`Guard::replace_keys`] swaps without blocking requests in flight, and one set
-/// of ended sessions, which a [`RevocationFeed`] fills.
+/// which [`Guard::replace_keys`] swaps without blocking requests in flight, one set of
+/// ended sessions, which a [`RevocationFeed`] fills, and one cache of verified tokens.
+///
+/// The cache lets a token seen before skip its signature check (nearly all the cost of
+/// a check); its expiry, not-before time and session are still checked on every
+/// request, and a key leaving the trusted set empties it.
 #[derive(Debug, Clone)]
 pub struct Guard {
-    validator: Arc<ArcSwap<Validator>>,
+    checker: Arc<ArcSwap<Checker>>,
     ended: EndedSessions,
     /// Set once by [`RemoteKeys::attach`], so that [`Guard::check_async`] can ask for
     /// the issuer's new keys when a token names an unknown `kid`.
     remote_keys: Arc<OnceLock<RemoteKeys>>,
 }
 
+/// A validator and the cache of tokens it has verified, swapped together so that a
+/// token verified under one key set is never served from the cache under another that
+/// lacks its key.
+#[derive(Debug)]
+struct Checker {
+    validator: Validator,
+    verified: Arc<VerifiedTokens>,
+}
+
 impl Guard {
-    /// A guard that trusts what `validator` trusts.
+    /// A guard that trusts what `validator` trusts, with a cache of
+    /// [`DEFAULT_TOKEN_CACHE_CAPACITY`] verified tokens.
     pub fn new(validator: Validator) -> Self {
+        Self::with_token_cache(validator, DEFAULT_TOKEN_CACHE_CAPACITY)
+    }
+
+    /// A guard with a cache of at most `capacity` verified tokens; 0 turns the cache
+    /// off, so that every request pays for its signature check.
+    pub fn with_token_cache(validator: Validator, capacity: usize) -> Self {
+        let checker = Checker {
+            validator,
+            verified: Arc::new(VerifiedTokens::new(capacity)),
+        };
         Self {
-            validator: Arc::new(ArcSwap::from_pointee(validator)),
+            checker: Arc::new(ArcSwap::from_pointee(checker)),
             ended: EndedSessions::default(),
             remote_keys: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Trusts exactly `keys` from now on (after a key rotation, say).
+    /// Trusts exactly `keys` from now on (after a key rotation, say). The cache of
+    /// verified tokens is kept only when every key trusted so far is still trusted, as
+    /// it was: otherwise a token signed by a removed key could still be served from it.
     pub fn replace_keys(&self, keys: KeySet) {
-        let next = self.validator.load().with_keys(keys);
-        self.validator.store(Arc::new(next));
+        let current = self.checker.load();
+        let verified = if keeps_every_key(current.validator.keys(), &keys) {
+            Arc::clone(&current.verified)
+        } else {
+            Arc::new(current.verified.emptied())
+        };
+        let next = Checker {
+            validator: current.validator.with_keys(keys),
+            verified,
+        };
+        self.checker.store(Arc::new(next));
     }
 
     /// Validates the bearer token in `headers` at the current time.
@@ -116,20 +154,34 @@ impl Guard {
 
     /// Validates a token already taken from a request.
     pub fn check_token(&self, token: &str) -> Result<AccessClaims, Refusal> {
-        let claims = self
-            .validator
-            .load()
-            .validate(token, unix_now())
-            .map_err(|reason| {
-                let (kid, jti) = unverified_ids(token);
-                tracing::debug!(
-                    reason = reason.code(),
-                    kid = kid.as_deref(),
-                    jti = jti.as_deref(),
-                    "access token refused"
-                );
-                Refusal::Invalid(reason)
-            })?;
+        self.check_token_at(token, unix_now())
+    }
+
+    fn check_token_at(&self, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
+        let checker = self.checker.load();
+        let checked = match checker.verified.get(token) {
+            // Signature and shape were verified when the token was cached; the clock
+            // rules depend on `now`, so they run again.
+            Some(claims) => checker
+                .validator
+                .check_claims(&claims, now)
+                .map(|()| claims),
+            None => checker.validator.validate(token, now).inspect(|claims| {
+                checker.verified.insert(token, claims, now);
+            }),
+        };
+        let claims = checked.map_err(|reason| {
+            let (kid, jti) = unverified_ids(token);
+            tracing::debug!(
+                reason = reason.code(),
+                kid = kid.as_deref(),
+                jti = jti.as_deref(),
+                "access token refused"
+            );
+            Refusal::Invalid(reason)
+        })?;
+        // Consulted on every request, cached token or not: a session can end at any
+        // moment.
         if self.ended.contains(&claims.sid) {
             tracing::debug!(
                 reason = Refusal::SessionEnded.code(),
@@ -179,6 +231,21 @@ impl Guard {
     pub(crate) fn set_remote_keys(&self, remote_keys: RemoteKeys) -> bool {
         self.remote_keys.set(remote_keys).is_ok()
     }
+}
+
+/// Whether every key of `old` is in `new` with the same algorithm and public key, so
+/// that whatever `old` verified, `new` verifies too. A secret HS256 key has no public
+/// form to compare and never counts as kept.
+fn keeps_every_key(old: &KeySet, new: &KeySet) -> bool {
+    let public = |key: &VerifyingKey| key.to_jwk().map(|jwk| (key.algorithm(), jwk));
+    old.keys().iter().all(|key| {
+        let Some(kept) = public(key) else {
+            return false;
+        };
+        new.find(key.kid())
+            .and_then(public)
+            .is_some_and(|found| found == kept)
+    })
 }
 
 /// Why a request was refused. Every variant answers 401 with the same body and
@@ -384,6 +451,174 @@ mod tests {
             bearer_token(&headers(&["Bearer a", "Bearer b"])),
             Err(Refusal::MalformedHeader)
         );
+    }
+
+    mod token_cache {
+        use super::super::*;
+        use tessera_token::{KeyAlgorithm, SigningKey, TokenIssuer, ValidatorConfig};
+
+        const ISSUER: &str = "https://auth.example";
+        const LEEWAY: i64 = 5;
+        const NOW: i64 = 1_900_000_000;
+
+        fn key() -> SigningKey {
+            SigningKey::generate(KeyAlgorithm::EdDSA).unwrap()
+        }
+
+        fn token(key: &SigningKey, session: &str, ttl: i64) -> String {
+            TokenIssuer::new(key.clone(), ISSUER, "tessera")
+                .issue("user", session, NOW, ttl)
+                .unwrap()
+                .token
+        }
+
+        fn guard(keys: &[&SigningKey]) -> Guard {
+            let mut config = ValidatorConfig::new(ISSUER, "tessera");
+            config.leeway_secs = LEEWAY.unsigned_abs();
+            Guard::new(Validator::new(key_set(keys), config).unwrap())
+        }
+
+        fn key_set(keys: &[&SigningKey]) -> KeySet {
+            KeySet::new(keys.iter().map(|key| key.verifying_key()).collect())
+        }
+
+        fn cached(guard: &Guard) -> usize {
+            guard.checker.load().verified.len()
+        }
+
+        #[test]
+        fn a_repeated_token_skips_the_signature_check() {
+            let key = key();
+            let guard = guard(&[&key]);
+            let valid = token(&key, "s1", 900);
+            let claims = guard.check_token_at(&valid, NOW).unwrap();
+            // A string that was never signed, planted in the cache: only a cache hit
+            // can let it through.
+            guard
+                .checker
+                .load()
+                .verified
+                .insert("planted.never.signed", &claims, NOW);
+
+            let again = guard.check_token_at(&valid, NOW + 1);
+            let planted = guard.check_token_at("planted.never.signed", NOW + 1);
+
+            assert_eq!(again, Ok(claims.clone()));
+            assert_eq!(planted, Ok(claims));
+            assert_eq!(cached(&guard), 2);
+        }
+
+        #[test]
+        fn a_cached_token_is_refused_once_it_expires() {
+            let key = key();
+            let guard = guard(&[&key]);
+            let short = token(&key, "s1", 60);
+            guard.check_token_at(&short, NOW).unwrap();
+
+            let within_leeway = guard.check_token_at(&short, NOW + 60 + LEEWAY - 1);
+            let past_leeway = guard.check_token_at(&short, NOW + 60 + LEEWAY);
+
+            assert!(within_leeway.is_ok());
+            assert_eq!(past_leeway, Err(Refusal::Invalid(TokenError::Expired)));
+        }
+
+        #[test]
+        fn a_cached_token_is_refused_before_its_not_before_time() {
+            let key = key();
+            let guard = guard(&[&key]);
+            let valid = token(&key, "s1", 900);
+            guard.check_token_at(&valid, NOW).unwrap();
+
+            let early = guard.check_token_at(&valid, NOW - LEEWAY - 1);
+
+            assert_eq!(early, Err(Refusal::Invalid(TokenError::NotYetValid)));
+        }
+
+        #[test]
+        fn a_cached_token_of_an_ended_session_is_refused() {
+            let key = key();
+            let guard = guard(&[&key]);
+            let valid = token(&key, "s1", 900);
+            guard.check_token_at(&valid, NOW).unwrap();
+
+            guard
+                .ended_sessions()
+                .insert("s1".to_owned(), NOW + 900, 10);
+            let after_end = guard.check_token_at(&valid, NOW + 1);
+
+            assert_eq!(after_end, Err(Refusal::SessionEnded));
+            assert_eq!(cached(&guard), 1, "the refusal came from a cache hit");
+        }
+
+        #[test]
+        fn removing_a_key_empties_the_cache() {
+            let (old, new) = (key(), key());
+            let guard = guard(&[&old]);
+            let signed_by_old = token(&old, "s1", 900);
+            guard.check_token_at(&signed_by_old, NOW).unwrap();
+
+            guard.replace_keys(key_set(&[&new]));
+            let after_removal = guard.check_token_at(&signed_by_old, NOW + 1);
+
+            assert_eq!(cached(&guard), 0);
+            assert_eq!(after_removal, Err(Refusal::Invalid(TokenError::UnknownKey)));
+        }
+
+        #[test]
+        fn a_key_replaced_under_the_same_kid_empties_the_cache() {
+            let (old, other) = (key(), key());
+            let guard = guard(&[&old]);
+            let signed_by_old = token(&old, "s1", 900);
+            guard.check_token_at(&signed_by_old, NOW).unwrap();
+            let mut impostor = other.verifying_key().to_jwk().unwrap();
+            impostor.kid = old.kid().to_owned();
+
+            guard.replace_keys(KeySet::new(vec![
+                VerifyingKey::from_jwk(&impostor).unwrap(),
+            ]));
+            let after = guard.check_token_at(&signed_by_old, NOW + 1);
+
+            assert_eq!(cached(&guard), 0);
+            assert_eq!(after, Err(Refusal::Invalid(TokenError::BadSignature)));
+        }
+
+        #[test]
+        fn adding_a_key_keeps_the_cache() {
+            let (old, new) = (key(), key());
+            let guard = guard(&[&old]);
+            guard.check_token_at(&token(&old, "s1", 900), NOW).unwrap();
+
+            guard.replace_keys(key_set(&[&old, &new]));
+
+            assert_eq!(cached(&guard), 1);
+        }
+
+        #[test]
+        fn a_refused_token_is_not_cached() {
+            let key = key();
+            let guard = guard(&[&key]);
+            let valid = token(&key, "s1", 900);
+            let (signed, signature) = valid.rsplit_once('.').unwrap();
+            let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+            let tampered = format!("{signed}.{flipped}{}", &signature[1..]);
+
+            let refused = guard.check_token_at(&tampered, NOW);
+
+            assert!(refused.is_err());
+            assert_eq!(cached(&guard), 0);
+        }
+
+        #[test]
+        fn a_guard_without_a_cache_checks_every_signature() {
+            let key = key();
+            let config = ValidatorConfig::new(ISSUER, "tessera");
+            let validator = Validator::new(key_set(&[&key]), config).unwrap();
+            let guard = Guard::with_token_cache(validator, 0);
+
+            guard.check_token_at(&token(&key, "s1", 900), NOW).unwrap();
+
+            assert_eq!(cached(&guard), 0);
+        }
     }
 
     #[test]

@@ -71,6 +71,19 @@ impl Validator {
         }
     }
 
+    /// The keys this validator trusts.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// The time, issuer and audience rules of [`Validator::validate`] alone, at time
+    /// `now`, for claims this validator has already accepted: a cache of verified
+    /// tokens skips the signature on a repeated token but must still refuse it once it
+    /// expires.
+    pub fn check_claims(&self, claims: &AccessClaims, now: i64) -> Result<(), TokenError> {
+        self.check_times(claims, now)
+    }
+
     /// Validates `token` at time `now` (seconds since the epoch) and returns its claims.
     pub fn validate(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
         let jws = read_compact(token, self.config.max_token_bytes)?;
