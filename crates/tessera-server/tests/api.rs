@@ -147,8 +147,10 @@ async fn the_whole_loop_works_from_signup_to_logout() {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refused_and_renewal_restores_access() {
+    // Times are whole seconds, so a token lives between ttl - 1 and ttl seconds: two
+    // leave the renewed token a full second to be used in, however slow the machine.
     let app = spawn_app_with(|config| {
-        config.access_ttl = Duration::from_secs(1);
+        config.access_ttl = Duration::from_secs(2);
         config.leeway = Duration::ZERO;
     })
     .await;
@@ -158,7 +160,7 @@ async fn an_expired_access_token_is_refused_and_renewal_restores_access() {
         StatusCode::OK
     );
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
 
     assert_invalid_token(app.get("/userinfo", &first.access).await).await;
     let renewed = tokens(app.refresh_grant(&first.refresh).await).await;
