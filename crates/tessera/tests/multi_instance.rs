@@ -62,14 +62,22 @@ impl Database {
 
 /// Three instances on one database and one master key, started one after another.
 fn start_instances(database: &Database, scratch: &std::path::Path) -> Vec<Server> {
+    start_instances_with(database, scratch, &[])
+}
+
+/// The shared arguments of every instance, and `extra`.
+fn instance_args(database: &Database, scratch: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    // One master key per scratch folder, made on first use.
     let master_key = scratch.join("master.key");
-    let secret = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].map(uuid::Uuid::into_bytes);
-    std::fs::write(&master_key, secret.concat()).unwrap();
-    std::fs::set_permissions(&master_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if !master_key.exists() {
+        let secret = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].map(uuid::Uuid::into_bytes);
+        std::fs::write(&master_key, secret.concat()).unwrap();
+        std::fs::set_permissions(&master_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let url = database.url();
     let redis = std::env::var("TESSERA_TEST_REDIS_URL")
         .expect("set TESSERA_TEST_REDIS_URL to a Redis server, e.g. redis://127.0.0.1:6379");
-    let args = [
+    let mut args: Vec<String> = [
         "--redis-url",
         redis.as_str(),
         "--database-url",
@@ -78,8 +86,32 @@ fn start_instances(database: &Database, scratch: &std::path::Path) -> Vec<Server
         master_key.to_str().unwrap(),
         "--issuer",
         "http://tessera.test",
-    ];
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args
+}
+
+/// Three instances started one after another.
+fn start_instances_with(
+    database: &Database,
+    scratch: &std::path::Path,
+    extra: &[&str],
+) -> Vec<Server> {
+    let args = instance_args(database, scratch, extra);
     (0..3).map(|_| Server::start_with(&args)).collect()
+}
+
+/// The `kid` in the header of a compact JWS.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    text(&header, "kid")
 }
 
 async fn form(http: &reqwest::Client, server: &Server, fields: &[(&str, &str)]) -> (u16, Value) {
@@ -261,6 +293,118 @@ async fn three_instances_share_sessions_keys_and_revocations() {
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
     let (status, body) = refresh(&http, &instances[1], &text(&renewed, "refresh_token")).await;
     assert_eq!(status, 200, "{body}");
+
+    drop(instances);
+    database.drop_now().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and Redis: set TESSERA_TEST_DATABASE_URL and TESSERA_TEST_REDIS_URL and pass --ignored"]
+async fn a_scheduled_rotation_is_made_once_however_many_instances_find_it_due() {
+    let database = Database::create().await;
+    let scratch = tempfile::tempdir().unwrap();
+    // Every instance finds a rotation due every 3 s; together they must still add one
+    // key per interval, not three.
+    let extra = [
+        "--key-rotation-interval",
+        "3s",
+        "--key-activation-delay",
+        "1s",
+    ];
+    let instances = start_instances_with(&database, scratch.path(), &extra);
+    let http = reqwest::Client::new();
+    let user = format!("grace-{}", uuid::Uuid::new_v4().simple());
+    let signup = http
+        .post(format!("{}/auth/signup", instances[0].url))
+        .json(&serde_json::json!({"username": user, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status().as_u16(), 201);
+
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let mut admin = sqlx::PgConnection::connect(&database.url()).await.unwrap();
+    let mut created: Vec<i64> = sqlx::query_scalar("SELECT created_at FROM signing_keys")
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    created.sort_unstable();
+    assert!(
+        created.len() >= 3,
+        "no scheduled rotation happened: {created:?}"
+    );
+    for pair in created.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 3,
+            "two keys made within one interval (a rotation made twice): {created:?}"
+        );
+    }
+
+    drop(instances);
+    database.drop_now().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and Redis: set TESSERA_TEST_DATABASE_URL and TESSERA_TEST_REDIS_URL and pass --ignored"]
+async fn a_rotation_by_the_keys_command_reaches_every_instance() {
+    let database = Database::create().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let instances = start_instances(&database, scratch.path());
+    let http = reqwest::Client::new();
+    let user = format!("hopper-{}", uuid::Uuid::new_v4().simple());
+    let signup = http
+        .post(format!("{}/auth/signup", instances[0].url))
+        .json(&serde_json::json!({"username": user, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status().as_u16(), 201);
+
+    // `tessera keys rotate` on the database: within seconds every instance signs with
+    // the new key, without a restart.
+    let config_args = instance_args(&database, scratch.path(), &[]);
+    let rotate = std::process::Command::new(support::BINARY)
+        .args(["keys", "rotate", "--delay", "0s", "--data-dir"])
+        .arg(scratch.path().join("admin-data"))
+        .args(
+            config_args
+                .iter()
+                .filter(|arg| !arg.starts_with("--redis") && !arg.starts_with("redis")),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&rotate.stdout).into_owned();
+    let new_kid = stdout
+        .split_whitespace()
+        .skip_while(|word| *word != "key")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no kid in {stdout:?}"))
+        .to_owned();
+    // Renewals, not logins, so the login throttle stays out of the way.
+    let mut refresh_token = text(&log_in(&http, &instances[0], &user).await, "refresh_token");
+    for server in &instances {
+        let deadline = Instant::now() + Duration::from_secs(6);
+        loop {
+            let (status, body) = refresh(&http, server, &refresh_token).await;
+            assert_eq!(status, 200, "{body}");
+            refresh_token = text(&body, "refresh_token");
+            if kid_of(&text(&body, "access_token")) == new_kid {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still signs with an older key",
+                server.url
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 
     drop(instances);
     database.drop_now().await;
