@@ -35,6 +35,7 @@ pub(crate) async fn record(
     let user = subject.user.map(|user| user.0.as_str());
     let session = subject.session.map(|session| session.0.as_str());
     let ip = origin.ip_text();
+    state.telemetry.audit_event(kind);
     tracing::info!(
         target: "audit",
         kind,

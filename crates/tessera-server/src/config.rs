@@ -67,6 +67,43 @@ pub struct ServerConfig {
     /// Origins (`scheme://host[:port]`) of single-page apps allowed to call the API
     /// cross-origin with bearer tokens.
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// File holding the bearer token `/metrics` asks for; without it `/metrics` is
+    /// open to anyone who can reach the listen address.
+    pub metrics_token_file: Option<PathBuf>,
+    /// How log lines are written: text for people, JSON for log collectors.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event, coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// The name used in the file, the environment and the flag.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self, ConfigError> {
+        match value.trim() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(ConfigError::Value {
+                key: "log_format",
+                value: value.to_owned(),
+                hint: "use text or json".to_owned(),
+            }),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -94,6 +131,8 @@ impl Default for ServerConfig {
             introspection_secret_file: None,
             master_key_file: None,
             cors_origins: Vec::new(),
+            metrics_token_file: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -271,10 +310,14 @@ pub struct ConfigLayer {
     pub master_key_file: Option<PathBuf>,
     /// `cors_origins`, comma-separated
     pub cors_origins: Option<String>,
+    /// `metrics_token_file`
+    pub metrics_token_file: Option<PathBuf>,
+    /// `log_format`: text or json
+    pub log_format: Option<String>,
 }
 
 /// The environment variable of each key, in the order of [`ConfigLayer`]'s fields.
-pub const ENV_KEYS: [(&str, &str); 22] = [
+pub const ENV_KEYS: [(&str, &str); 24] = [
     ("listen", "TESSERA_LISTEN"),
     ("data_dir", "TESSERA_DATA_DIR"),
     ("database_url", "TESSERA_DATABASE_URL"),
@@ -300,6 +343,8 @@ pub const ENV_KEYS: [(&str, &str); 22] = [
     ),
     ("master_key_file", "TESSERA_MASTER_KEY_FILE"),
     ("cors_origins", "TESSERA_CORS_ORIGINS"),
+    ("metrics_token_file", "TESSERA_METRICS_TOKEN_FILE"),
+    ("log_format", "TESSERA_LOG_FORMAT"),
 ];
 
 /// A configuration value that cannot be used, with the fix in the message.
@@ -389,6 +434,8 @@ impl ConfigLayer {
             introspection_secret_file: get("introspection_secret_file").map(PathBuf::from),
             master_key_file: get("master_key_file").map(PathBuf::from),
             cors_origins: get("cors_origins"),
+            metrics_token_file: get("metrics_token_file").map(PathBuf::from),
+            log_format: get("log_format"),
         })
     }
 
@@ -475,6 +522,12 @@ impl ConfigLayer {
         }
         if let Some(bytes) = self.max_token_bytes {
             config.max_token_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(file) = self.metrics_token_file {
+            config.metrics_token_file = Some(file);
+        }
+        if let Some(format) = self.log_format {
+            config.log_format = LogFormat::parse(&format)?;
         }
         Ok(())
     }
@@ -594,8 +647,8 @@ impl ServerConfig {
     }
 
     /// The effective configuration as TOML, in the file's own keys. It holds no
-    /// secret: HS256 and introspection secrets are only named by their files, and the
-    /// database URL's password is replaced by `REDACTED`.
+    /// secret: HS256, introspection and metrics secrets are only named by their files,
+    /// and the database URL's password is replaced by `REDACTED`.
     pub fn to_toml(&self) -> String {
         let duration = human_duration;
         let path = |value: &Option<PathBuf>| value.as_ref().map(|path| path.display().to_string());
@@ -666,6 +719,10 @@ impl ServerConfig {
             .filter_map(|origin| origin.to_str().ok())
             .collect();
         put("cors_origins", origins.join(",").into());
+        if let Some(file) = path(&self.metrics_token_file) {
+            put("metrics_token_file", file.into());
+        }
+        put("log_format", self.log_format.name().into());
         toml::to_string(&table).unwrap_or_default()
     }
 
@@ -798,6 +855,7 @@ mod tests {
             ("TESSERA_ALG", "HS256"),
             ("TESSERA_MAX_TOKEN_BYTES", "100"),
             ("TESSERA_KEY_ROTATION_INTERVAL", "1m"),
+            ("TESSERA_LOG_FORMAT", "yaml"),
         ] {
             let error = ServerConfig::load(None, env(&[(variable, value)]), ConfigLayer::default())
                 .unwrap_err();

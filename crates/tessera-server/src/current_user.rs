@@ -65,5 +65,6 @@ pub(crate) fn authenticate(
         tracing::debug!(reason = "session_ended", "access token refused");
         return Err(ApiError::InvalidToken);
     }
+    crate::request_trace::record_user(&claims.sub);
     Ok(claims)
 }

@@ -84,6 +84,9 @@ pub(crate) fn plan(
 struct Active {
     issuer: Arc<TokenIssuer>,
     jwks: Arc<JwkSet>,
+    /// When the signing key was made (for HS256: when the secret took over), seconds
+    /// since the epoch; its age is a metric, so that a stalled rotation shows.
+    signer_created_at: i64,
 }
 
 /// A server's keys: the signer, the published set, and the guard kept in step.
@@ -155,6 +158,11 @@ impl KeyRing {
     /// The JWKS document of the published keys.
     pub(crate) fn jwks(&self) -> Arc<JwkSet> {
         Arc::clone(&self.active.load().jwks)
+    }
+
+    /// When the signing key was made, seconds since the epoch.
+    pub(crate) fn signer_created_at(&self) -> i64 {
+        self.active.load().signer_created_at
     }
 
     /// Re-reads the keys, starts a scheduled rotation when one is due, removes expired
@@ -238,21 +246,22 @@ impl KeyRing {
             .filter_map(|index| records.get(*index))
             .map(|record| record.key.verifying_key())
             .collect();
-        let signing_key = match &policy.hmac {
+        let (signing_key, signer_created_at) = match &policy.hmac {
             Some(hmac) => {
                 trusted.push(hmac.verifying_key());
-                hmac.clone()
+                (hmac.clone(), policy.hmac_since.unwrap_or(now))
             }
             None => plan_now
                 .signer
                 .and_then(|index| records.get(index))
-                .map(|record| record.key.clone())
+                .map(|record| (record.key.clone(), record.created_at))
                 .context("no key can sign: every key in the key folder is scheduled for later")?,
         };
         let keys = KeySet::new(trusted);
         let active = Active {
             issuer: Arc::new(TokenIssuer::new(signing_key, issuer_url, audience)),
             jwks: Arc::new(keys.to_jwks()),
+            signer_created_at,
         };
         Ok((active, keys))
     }

@@ -27,12 +27,14 @@ mod keystore;
 mod master_key;
 mod origin;
 mod passwords;
+mod request_trace;
 mod revocations;
 mod routes;
 mod sessions;
 mod state;
 pub mod store;
 mod successor;
+mod telemetry;
 mod throttle;
 mod throttle_shared;
 
@@ -55,6 +57,7 @@ use crate::master_key::MasterKey;
 use crate::passwords::Passwords;
 use crate::revocations::Revocations;
 use crate::state::AppState;
+use crate::telemetry::Telemetry;
 use crate::throttle::{LoginThrottle, ThrottleConfig};
 use crate::throttle_shared::{DEFAULT_PREFIX, SharedThrottle, Throttle};
 
@@ -119,6 +122,7 @@ impl Server {
         );
         let config_header_timeout = config.header_read_timeout;
         let config_audit_retention = config.audit_retention;
+        let config_idle_timeout = config.session_idle_timeout;
         let hashing_threads = std::thread::available_parallelism().map_or(1, usize::from);
         let horizon = key_admin::retain_secs(&config);
         let revocations = Arc::new(Revocations::new(horizon));
@@ -131,6 +135,14 @@ impl Server {
             }
             None => None,
         };
+        let metrics_token = match &config.metrics_token_file {
+            Some(file) => {
+                let secret = read_secret_file(file, "metrics_token_file")?;
+                Some(<[u8; 32]>::from(sha2::Sha256::digest(secret.trim_ascii())))
+            }
+            None => None,
+        };
+        let telemetry = Arc::new(Telemetry::new()?);
         let throttle = Arc::new(match &config.redis_url {
             Some(url) => Throttle::Shared(
                 SharedThrottle::connect(url.expose(), DEFAULT_PREFIX, ThrottleConfig::default())
@@ -149,12 +161,16 @@ impl Server {
             introspection,
             config: Arc::new(config),
             issuer_url: Arc::from(issuer_url.as_str()),
+            telemetry: Arc::clone(&telemetry),
+            metrics_token,
         };
         let background = Background {
             store: store_handle,
             throttle,
             revocations,
             audit_retention: config_audit_retention,
+            telemetry,
+            session_idle_timeout: config_idle_timeout,
         };
         Ok(Self {
             listener,
@@ -214,6 +230,12 @@ impl Server {
             REVOCATION_POLL_PERIOD,
         ));
         let throttle_pruning = tokio::spawn(prune_throttle(self.background.throttle));
+        let session_count = tokio::spawn(telemetry::keep_open_sessions_counted(
+            Arc::clone(&self.background.store),
+            self.background.telemetry,
+            self.background.session_idle_timeout,
+            telemetry::OPEN_SESSIONS_PERIOD,
+        ));
         let audit_pruning = tokio::spawn(prune_audit(
             self.background.store,
             self.background.audit_retention,
@@ -232,6 +254,7 @@ impl Server {
         }
         audit_pruning.abort();
         throttle_pruning.abort();
+        session_count.abort();
         store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -244,6 +267,8 @@ struct Background {
     throttle: Arc<Throttle>,
     revocations: Arc<Revocations>,
     audit_retention: std::time::Duration,
+    telemetry: Arc<Telemetry>,
+    session_idle_timeout: std::time::Duration,
 }
 
 /// Forgets idle throttling entries every minute, so memory follows current traffic.

@@ -75,6 +75,9 @@ struct Job {
 pub struct Passwords {
     /// Callers admitted: computing or waiting to compute (`threads + queue`).
     admitted: Arc<Semaphore>,
+    /// How many may be admitted at once, and how many of them compute at once.
+    capacity: usize,
+    threads: usize,
     jobs: mpsc::Sender<Job>,
     hashes: Arc<AtomicU64>,
     verifications: Arc<AtomicU64>,
@@ -116,6 +119,8 @@ impl Passwords {
         }
         Ok(Self {
             admitted: Arc::new(Semaphore::new(admitted)),
+            capacity: admitted,
+            threads,
             jobs,
             hashes,
             verifications,
@@ -144,10 +149,6 @@ impl Passwords {
     }
 
     /// Hashes computed since start (sign-up, password change), for metrics and tests.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "read by tests; metrics will read it")
-    )]
     pub(crate) fn hashes_computed(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)
     }
@@ -156,6 +157,15 @@ impl Passwords {
     /// evaluated login, whether or not the user exists.
     pub(crate) fn verifications_computed(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Callers waiting for a hashing thread right now (those being computed not
+    /// counted), for the queue-depth gauge.
+    pub(crate) fn queue_depth(&self) -> usize {
+        let admitted = self
+            .capacity
+            .saturating_sub(self.admitted.available_permits());
+        admitted.saturating_sub(self.threads)
     }
 
     async fn submit(&self, work: Work) -> anyhow::Result<Outcome> {

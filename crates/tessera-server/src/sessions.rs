@@ -173,6 +173,7 @@ pub async fn log_in(
         tracing::debug!(reason = "credentials_changed", "login refused");
         return Err(ApiError::InvalidGrant(BAD_CREDENTIALS));
     }
+    crate::request_trace::record_user(&credentials.user.id.0);
     let subject = Subject::of(&credentials.user.id, &session_id);
     audit::record(state, "login_succeeded", origin, subject, None).await;
     let user = &credentials.user;
@@ -235,6 +236,7 @@ pub async fn renew(
                 .spend_refresh(presented_hash, successor, &sealed, now)
                 .await?
             {
+                crate::request_trace::record_user(&record.user.0);
                 let subject = Subject::of(&record.user, &record.session);
                 audit::record(state, "refresh", origin, subject, None).await;
                 return Ok(token_response(
@@ -246,6 +248,7 @@ pub async fn renew(
             continue;
         };
         if let Some(pair) = replay(state, presented, &record, spent_at, now, idle).await? {
+            crate::request_trace::record_user(&record.user.0);
             tracing::debug!(session = %record.session.0, "refresh replayed in grace window");
             return Ok(token_response(
                 pair.access_token,

@@ -8,6 +8,7 @@ use crate::key_ring::KeyRing;
 use crate::passwords::Passwords;
 use crate::revocations::Revocations;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use crate::throttle_shared::Throttle;
 use axum::extract::FromRef;
 use tessera_guard::Guard;
@@ -34,6 +35,10 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The `iss` of issued tokens and the base of discovery URLs.
     pub issuer_url: Arc<str>,
+    /// This server's metrics.
+    pub(crate) telemetry: Arc<Telemetry>,
+    /// SHA-256 of the bearer token `/metrics` asks for; `None` leaves it open.
+    pub(crate) metrics_token: Option<[u8; 32]>,
 }
 
 impl FromRef<AppState> for Guard {

@@ -553,3 +553,28 @@ async fn postgres_connections_lost_are_replaced_by_the_pool() {
         store.ping().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn only_sessions_that_can_still_renew_are_counted_as_open() {
+    for backend in backends().await {
+        let store = backend.store.as_ref();
+        let user = create_user(store, "counted", NOW).await;
+        open(store, &user, fresh_token(), NOW).await;
+        let ended = open(store, &user, fresh_token(), NOW).await;
+        open(store, &user, fresh_token(), NOW - 3000).await;
+        store
+            .end_session(&ended, &user.id, "logout", NOW + 1)
+            .await
+            .unwrap();
+
+        let open_now = store.count_open_sessions(NOW + 2, NOW - 4000).await;
+        let idle_ones_left_out = store.count_open_sessions(NOW + 2, NOW - 60).await;
+        let expired_ones_left_out = store.count_open_sessions(NOW + 700, NOW - 4000).await;
+
+        // Open: the one opened at NOW, and the one opened at NOW - 3000 (last used
+        // then, and ending at NOW + 600); the ended one never counts.
+        assert_eq!(open_now.unwrap(), 2, "{}", backend.name);
+        assert_eq!(idle_ones_left_out.unwrap(), 1, "{}", backend.name);
+        assert_eq!(expired_ones_left_out.unwrap(), 1, "{}", backend.name);
+    }
+}

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
+use tessera_server::config::LogFormat;
 use tessera_server::{ConfigLayer, Server, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -114,6 +115,13 @@ pub(crate) struct ConfigArgs {
     /// bearer tokens (CORS) [env: TESSERA_CORS_ORIGINS] [default: none]
     #[arg(long, value_name = "ORIGINS")]
     cors_origins: Option<String>,
+    /// File with the bearer token /metrics asks for (0600, at least 32 bytes)
+    /// [env: TESSERA_METRICS_TOKEN_FILE] [default: none: /metrics is open]
+    #[arg(long, value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
+    /// Log lines as text or json [env: TESSERA_LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 impl ConfigArgs {
@@ -151,6 +159,8 @@ impl ConfigArgs {
             introspection_secret_file: self.introspection_secret_file,
             master_key_file: self.master_key_file,
             cors_origins: self.cors_origins,
+            metrics_token_file: self.metrics_token_file,
+            log_format: self.log_format,
         };
         (file, flags)
     }
@@ -162,7 +172,7 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    init_logging();
+    init_logging(config.log_format);
     let server = Server::bind(config)
         .await
         .context("Tessera could not start")?;
@@ -170,13 +180,23 @@ pub(crate) async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr; `RUST_LOG` picks the levels (default: info for Tessera).
-fn init_logging() {
+/// Logs to stderr, as text (coloured on a terminal) or as one JSON object a line;
+/// `RUST_LOG` picks the levels (default: info for Tessera).
+fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,sqlx=warn"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields at the top level, beside the request span's (method,
+        // route, request id, user id), so a collector reads them without nesting.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }

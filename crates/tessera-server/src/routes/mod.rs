@@ -6,22 +6,22 @@ mod browser;
 mod notes;
 mod oauth;
 mod page;
+mod prometheus;
 mod resource_servers;
 mod well_known;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath};
+use axum::extract::{DefaultBodyLimit, FromRequest};
+use axum::http::HeaderValue;
 use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
     RETRY_AFTER, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(well_known::healthz))
         .route("/readyz", get(well_known::readyz))
+        .route("/metrics", get(prometheus::metrics))
         .route("/", get(page::index))
         .route("/app.js", get(page::app_js))
         .route("/app.css", get(page::app_css))
@@ -134,7 +135,11 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("DENY"),
         ))
         .layer(cors)
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost, so that the closing line and the metrics see the final answer.
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::clone(&state.telemetry),
+            crate::request_trace::observe,
+        ))
         .with_state(state)
 }
 
@@ -151,13 +156,4 @@ async fn json_errors(response: Response) -> Response {
         return response;
     }
     ApiError::from_status(status).into_response()
-}
-
-/// The request span names the matched route, never the raw URI.
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!("request", method = %request.method(), route)
 }

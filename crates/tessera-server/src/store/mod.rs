@@ -322,6 +322,10 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Vec<SessionRecord>, StoreError>;
 
+    /// How many sessions can still renew at `now`: not ended, not past their absolute
+    /// end, and used since `idle_since`. For the open-sessions gauge, read every 30 s.
+    async fn count_open_sessions(&self, now: i64, idle_since: i64) -> Result<u64, StoreError>;
+
     /// The user a session belongs to.
     async fn session_owner(&self, session: &SessionId) -> Result<Option<UserId>, StoreError>;
 

@@ -399,6 +399,19 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(session_from_row).collect())
     }
 
+    async fn count_open_sessions(&self, now: i64, idle_since: i64) -> Result<u64, StoreError> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sessions
+             WHERE ended_at IS NULL AND expires_at > ? AND last_used_at > ?",
+        )
+        .bind(now)
+        .bind(idle_since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     async fn session_owner(&self, session: &SessionId) -> Result<Option<UserId>, StoreError> {
         let row: Option<(String,)> = sqlx::query_as("SELECT user_id FROM sessions WHERE id = ?")
             .bind(&session.0)
