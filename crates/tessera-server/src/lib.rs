@@ -13,6 +13,7 @@
 
 pub mod admin;
 mod audit;
+pub mod backup;
 mod client_ip;
 mod clock;
 pub mod config;

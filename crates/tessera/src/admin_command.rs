@@ -1,15 +1,18 @@
 //! `tessera admin`: users, sessions and the audit trail of a server's database (the
 //! SQLite file in its data dir, or PostgreSQL with `--database-url`, read from the same
-//! configuration layers as the server). Changes reach a running server within a second:
-//! ending a session or disabling a user refuses their access tokens at once.
+//! configuration layers as the server), and backups of a server on SQLite. Changes
+//! reach a running server within a second: ending a session or disabling a user
+//! refuses their access tokens at once.
 
 use std::io::BufRead as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use tessera_server::admin::Admin;
+use tessera_server::backup;
 
 use crate::server_command::ConfigArgs;
 
@@ -24,6 +27,11 @@ pub(crate) enum AdminCommand {
     Sessions(SessionsCommand),
     /// Show the newest audit events.
     Audit(AuditArgs),
+    /// Copy the SQLite database, with the signing keys of the data dir, into a new
+    /// 0600 file while the server runs (on PostgreSQL: use pg_dump).
+    Backup(BackupArgs),
+    /// Restore a backup into a new or empty data dir (--data-dir), after checking it.
+    Restore(RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,8 +97,50 @@ pub(crate) struct AuditArgs {
     config: ConfigArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The backup file to write; it must not exist.
+    file: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup file to restore.
+    file: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AdminCommand::Backup(args) => {
+            let summary = backup::back_up(&args.config.load()?, &args.file).await?;
+            say!(
+                "backed up {} users, {} open sessions and {} signing key files to {} (0600; \
+                 it holds the signing keys: keep it as safe as the data dir)",
+                summary.users,
+                summary.open_sessions,
+                summary.key_files,
+                args.file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AdminCommand::Restore(args) => {
+            let config = args.config.load()?;
+            let summary = backup::restore(&config, &args.file).await?;
+            say!(
+                "restored {} users, {} open sessions and {} signing key files into {}; \
+                 start the server with --data-dir {}",
+                summary.users,
+                summary.open_sessions,
+                summary.key_files,
+                config.data_dir.display(),
+                config.data_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         AdminCommand::Users(command) => users(command).await,
         AdminCommand::Sessions(SessionsCommand::List(args)) => {
             let admin = Admin::open(&args.config.load()?).await?;
