@@ -26,6 +26,7 @@ mod key_ring;
 mod key_store;
 mod keystore;
 mod master_key;
+mod openapi;
 mod origin;
 mod passwords;
 mod request_trace;

@@ -36,11 +36,12 @@ const REUSED_REFRESH: &str =
     "refresh token reuse detected: the session was ended for safety; log in again";
 
 /// A successful grant (RFC 6749 §5.1).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
     /// The signed access token.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(value_type = String, pattern = "^Bearer$")]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tessera_token::Secret;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiJson;
 use crate::current_user::CurrentUser;
@@ -16,19 +17,26 @@ use crate::sessions::{self, LogoutScope};
 use crate::state::AppState;
 use crate::{clock, store};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SignUpRequest {
+    /// 1 to 64 characters after trimming, without control or invisible characters;
+    /// unique regardless of case.
+    #[schema(min_length = 1, max_length = 64)]
     username: String,
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(value_type = String, min_length = 8)]
     password: Secret<String>,
 }
 
 /// A user as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub(super) struct UserView {
     id: String,
     username: String,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: i64,
 }
 
@@ -42,6 +50,24 @@ impl From<store::User> for UserView {
     }
 }
 
+/// `POST /auth/signup`: creates a user.
+#[utoipa::path(
+    post,
+    path = "/auth/signup",
+    tag = "accounts",
+    request_body = SignUpRequest,
+    responses(
+        (status = 201, description = "The new user", body = UserView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 409, description = "The username is taken (`username_taken`)",
+            body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn sign_up(
     State(state): State<AppState>,
     origin: Origin,
@@ -56,11 +82,31 @@ pub(super) async fn sign_up(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LogoutQuery {
+    /// Which sessions end: `local` (this one, the default), `global` (all of the
+    /// user's) or `others` (all but this one).
+    #[param(pattern = "^(local|global|others)$")]
     scope: Option<String>,
 }
 
+/// `POST /auth/logout`: ends the caller's session, or more with `scope`.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "sessions",
+    params(LogoutQuery),
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 204, description = "The sessions have ended"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn log_out(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -74,14 +120,37 @@ pub(super) async fn log_out(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PasswordChange {
+    #[schema(value_type = String)]
     current_password: Secret<String>,
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(value_type = String, min_length = 8)]
     new_password: Secret<String>,
 }
 
 /// `POST /auth/password`: needs the current password; ends every other session.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    tag = "accounts",
+    request_body = PasswordChange,
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 204, description = "Changed; every other session has ended"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, description = "The new password breaks a rule, or the current one \
+            is not correct (`validation_failed`)", body = crate::openapi::ErrorBody),
+        (status = 429, response = crate::openapi::Throttled),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn change_password(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -101,7 +170,8 @@ pub(super) async fn change_password(
 }
 
 /// One of the caller's devices.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
 pub(super) struct SessionView {
     id: String,
     /// What to call the device: its client label, else its user agent.
@@ -110,16 +180,31 @@ pub(super) struct SessionView {
     user_agent: Option<String>,
     ip: Option<String>,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: i64,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     last_used_at: i64,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     expires_at: i64,
     /// Whether this is the session making the request.
     current: bool,
 }
 
 /// `GET /auth/sessions`: the caller's open sessions.
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "sessions",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's open sessions", body = Vec<SessionView>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn list_sessions(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -150,6 +235,21 @@ pub(super) async fn list_sessions(
 }
 
 /// `DELETE /auth/sessions/{id}`: ends one of the caller's sessions.
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "sessions",
+    params(("id" = String, Path, description = "The session's id")),
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn end_session(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -165,7 +265,7 @@ pub(super) async fn end_session(
 }
 
 /// The claims of the OpenID Connect UserInfo answer that Tessera knows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct UserInfo {
     sub: String,
     username: String,
@@ -173,9 +273,23 @@ pub(super) struct UserInfo {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     roles: Vec<String>,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: i64,
 }
 
+/// `GET /userinfo` (OpenID Connect Core §5.3): the caller's identity.
+#[utoipa::path(
+    get,
+    path = "/userinfo",
+    tag = "accounts",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's identity", body = UserInfo),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn userinfo(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -193,3 +307,35 @@ pub(super) async fn userinfo(
         created_at: user.created_at,
     }))
 }
+
+/// `POST /userinfo`: the same answer as `GET` (OpenID Connect Core §5.3 allows both), by
+/// the same handler; described on its own because each operation needs its own id.
+#[utoipa::path(
+    post,
+    path = "/userinfo",
+    operation_id = "userinfo_by_post",
+    tag = "accounts",
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 200, description = "The caller's identity", body = UserInfo),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+#[allow(dead_code)] // Describes `userinfo` answering POST; never called.
+fn userinfo_by_post() {}
+
+/// This module's operations, for the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    sign_up,
+    log_out,
+    change_password,
+    list_sessions,
+    end_session,
+    userinfo,
+    userinfo_by_post
+))]
+pub(crate) struct Api;

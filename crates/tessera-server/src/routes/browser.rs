@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tessera_token::Secret;
+use utoipa::{IntoParams, ToSchema};
 
 use super::ApiJson;
 use crate::clock;
@@ -23,15 +24,16 @@ use crate::store::{SessionId, UserId};
 /// The label of sessions opened by the page.
 const BROWSER_CLIENT_ID: &str = "browser";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BrowserLogin {
     username: String,
+    #[schema(value_type = String)]
     password: Secret<String>,
 }
 
 /// What the page learns of its session.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct BrowserSession {
     user: BrowserUser,
     /// Seconds until the access cookie's token expires.
@@ -39,13 +41,33 @@ struct BrowserSession {
     csrf_token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct BrowserUser {
     sub: String,
     username: String,
 }
 
 /// `POST /auth/browser/login`.
+#[utoipa::path(
+    post,
+    path = "/auth/browser/login",
+    operation_id = "browser_log_in",
+    tag = "browser",
+    request_body = BrowserLogin,
+    responses(
+        (status = 200, description = "Logged in: the access, refresh and anti-CSRF \
+            cookies are set", body = BrowserSession,
+            headers(("Set-Cookie" = String, description = "The three session cookies"))),
+        (status = 400, description = "Wrong username or password (`invalid_grant`), or a \
+            body that does not parse (`invalid_request`)", body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 429, response = crate::openapi::Throttled),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn log_in(
     State(state): State<AppState>,
     origin: Origin,
@@ -60,6 +82,21 @@ pub(super) async fn log_in(
 
 /// `GET /auth/browser/session`: the live session, renewed first when the access
 /// cookie has expired but the refresh cookie still works; 401 otherwise.
+#[utoipa::path(
+    get,
+    path = "/auth/browser/session",
+    operation_id = "browser_session",
+    tag = "browser",
+    security(("access_cookie" = [], "csrf_cookie" = []), ("refresh_cookie" = [])),
+    responses(
+        (status = 200, description = "The live session; renewed (new cookies set) when \
+            the access cookie had expired", body = BrowserSession,
+            headers(("Set-Cookie" = String, description = "The new cookies, after a renewal"))),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn session(
     State(state): State<AppState>,
     origin: Origin,
@@ -87,6 +124,21 @@ pub(super) async fn session(
 }
 
 /// `POST /auth/browser/refresh`: CSRF-checked renewal from the refresh cookie.
+#[utoipa::path(
+    post,
+    path = "/auth/browser/refresh",
+    operation_id = "browser_refresh",
+    tag = "browser",
+    security(("refresh_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 200, description = "Renewed: new cookies are set", body = BrowserSession,
+            headers(("Set-Cookie" = String, description = "The three session cookies"))),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn refresh(
     State(state): State<AppState>,
     origin: Origin,
@@ -99,13 +151,34 @@ pub(super) async fn refresh(
     renew_from_cookie(&state, &headers, &origin).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LogoutQuery {
+    /// Which sessions end: `local` (this one, the default), `global` (all of the
+    /// user's) or `others` (all but this one).
+    #[param(pattern = "^(local|global|others)$")]
     scope: Option<String>,
 }
 
 /// `POST /auth/browser/logout[?scope=global|others]`: ends sessions as the bearer
 /// logout does, and clears the cookies unless only the other sessions end.
+#[utoipa::path(
+    post,
+    path = "/auth/browser/logout",
+    operation_id = "browser_log_out",
+    tag = "browser",
+    params(LogoutQuery),
+    security(("csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 204, description = "The sessions have ended (if the cookies named one); \
+            the cookies are cleared unless `scope=others`",
+            headers(("Set-Cookie" = String, description = "Clears the session cookies"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn log_out(
     State(state): State<AppState>,
     origin: Origin,
@@ -221,3 +294,8 @@ fn no_store(mut response: Response) -> Response {
     );
     response
 }
+
+/// This module's operations, for the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(log_in, session, refresh, log_out))]
+pub(crate) struct Api;

@@ -1,14 +1,14 @@
 //! The HTTP surface: one module per resource, each with its handlers, assembled here
 //! with the fallbacks that keep every answer in the contract's JSON shape.
 
-mod accounts;
-mod browser;
-mod notes;
-mod oauth;
-mod page;
-mod prometheus;
-mod resource_servers;
-mod well_known;
+pub(crate) mod accounts;
+pub(crate) mod browser;
+pub(crate) mod notes;
+pub(crate) mod oauth;
+pub(crate) mod page;
+pub(crate) mod prometheus;
+pub(crate) mod resource_servers;
+pub(crate) mod well_known;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest};
@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/browser/session", get(browser::session))
         .route("/auth/browser/refresh", post(browser::refresh))
         .route("/auth/browser/logout", post(browser::log_out))
+        .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

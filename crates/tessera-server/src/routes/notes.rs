@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::ApiJson;
 use crate::clock;
@@ -16,11 +17,16 @@ use crate::store::Note;
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_BODY_CHARS: usize = 32 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// What a client writes of a note.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NoteInput {
+    /// 1 to 200 characters after trimming.
+    #[schema(min_length = 1, max_length = 200)]
     title: String,
+    /// At most 32768 characters; empty when left out.
     #[serde(default)]
+    #[schema(max_length = 32768)]
     body: String,
 }
 
@@ -42,14 +48,17 @@ impl NoteInput {
 }
 
 /// A note as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Note)]
 pub(super) struct NoteView {
     id: String,
     title: String,
     body: String,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: i64,
     #[serde(serialize_with = "clock::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     updated_at: i64,
 }
 
@@ -65,6 +74,26 @@ impl From<Note> for NoteView {
     }
 }
 
+/// `POST /api/notes`: creates one of the caller's notes.
+#[utoipa::path(
+    post,
+    path = "/api/notes",
+    operation_id = "create_note",
+    tag = "notes",
+    request_body = NoteInput,
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 201, description = "The new note", body = NoteView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -83,6 +112,20 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(note.into())))
 }
 
+/// `GET /api/notes`: the caller's notes.
+#[utoipa::path(
+    get,
+    path = "/api/notes",
+    operation_id = "list_notes",
+    tag = "notes",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's notes", body = Vec<NoteView>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -91,6 +134,22 @@ pub(super) async fn list(
     Ok(Json(notes.into_iter().map(NoteView::from).collect()))
 }
 
+/// `GET /api/notes/{id}`: one of the caller's notes.
+#[utoipa::path(
+    get,
+    path = "/api/notes/{id}",
+    operation_id = "read_note",
+    tag = "notes",
+    params(("id" = String, Path, description = "The note's id")),
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The note", body = NoteView),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn read(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -100,6 +159,28 @@ pub(super) async fn read(
     note.map(|note| Json(note.into())).ok_or(ApiError::NotFound)
 }
 
+/// `PUT /api/notes/{id}`: replaces one of the caller's notes.
+#[utoipa::path(
+    put,
+    path = "/api/notes/{id}",
+    operation_id = "update_note",
+    tag = "notes",
+    params(("id" = String, Path, description = "The note's id")),
+    request_body = NoteInput,
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 200, description = "The note as updated", body = NoteView),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -114,6 +195,23 @@ pub(super) async fn update(
     note.map(|note| Json(note.into())).ok_or(ApiError::NotFound)
 }
 
+/// `DELETE /api/notes/{id}`: deletes one of the caller's notes.
+#[utoipa::path(
+    delete,
+    path = "/api/notes/{id}",
+    operation_id = "delete_note",
+    tag = "notes",
+    params(("id" = String, Path, description = "The note's id")),
+    security(("bearer" = []), ("access_cookie" = [], "csrf_cookie" = [], "csrf_header" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn delete(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -125,3 +223,8 @@ pub(super) async fn delete(
         Err(ApiError::NotFound)
     }
 }
+
+/// This module's operations, for the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, create, read, update, delete))]
+pub(crate) struct Api;

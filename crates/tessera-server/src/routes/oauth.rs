@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::Digest as _;
 use tessera_token::Secret;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::origin::Origin;
@@ -21,15 +22,56 @@ const MAX_LABEL_CHARS: usize = 200;
 
 /// The parameters of both grants. Unknown parameters are ignored (RFC 6749 §3.2);
 /// repeated ones are refused (§3.2: "MUST NOT be included more than once").
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "grant_type": "password",
+    "username": "alice",
+    "password": "correct horse battery staple",
+    "client_id": "notes-cli"
+}))]
 struct TokenRequest {
+    /// `password` (needs `username` and `password`) or `refresh_token` (needs
+    /// `refresh_token`).
+    #[schema(value_type = String, pattern = "^(password|refresh_token)$", required = true)]
     grant_type: Option<String>,
     username: Option<String>,
+    #[schema(value_type = Option<String>)]
     password: Option<Secret<String>>,
+    /// The refresh token of the last answer; each is good for one use.
+    #[schema(value_type = Option<String>)]
     refresh_token: Option<Secret<String>>,
+    /// A label for the session, such as the app's name; first-party public clients
+    /// need no secret.
     client_id: Option<String>,
 }
 
+/// `POST /oauth/token` (RFC 6749 §3.2): the password and refresh-token grants.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "oauth",
+    request_body(
+        description = "The grant, as a form (RFC 6749's encoding) or as JSON",
+        content(
+            (TokenRequest = "application/x-www-form-urlencoded"),
+            (TokenRequest = "application/json"),
+        )
+    ),
+    responses(
+        (status = 200, description = "A new token pair (RFC 6749 §5.1)",
+            body = crate::sessions::TokenResponse,
+            headers(
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("Pragma" = String, description = "`no-cache`"),
+            )),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::Throttled),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn token(
     State(state): State<AppState>,
     origin: Origin,
@@ -68,16 +110,39 @@ pub(super) async fn token(
     Ok(response)
 }
 
-/// The parameters of the revocation endpoint (RFC 7009 §2.1).
-#[derive(Debug, Deserialize)]
+/// The parameters of the revocation endpoint (RFC 7009 §2.1), and of introspection
+/// (RFC 7662 §2.1).
+#[derive(Debug, Deserialize, ToSchema)]
 struct RevokeRequest {
+    /// A refresh token or an access token.
+    #[schema(value_type = String, required = true)]
     token: Option<Secret<String>>,
+    /// `refresh_token` or `access_token`; Tessera tells them apart by itself.
     #[allow(dead_code)]
     token_type_hint: Option<String>,
 }
 
 /// RFC 7009: revoking a refresh token or an access token ends its session. Per §2.2 the
 /// answer is 200 whether or not the token was valid, so it reveals nothing.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    request_body(
+        content(
+            (RevokeRequest = "application/x-www-form-urlencoded"),
+            (RevokeRequest = "application/json"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The token's session has ended, if it had one"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn revoke(
     State(state): State<AppState>,
     origin: Origin,
@@ -112,9 +177,55 @@ pub(super) async fn revoke(
     Ok(response)
 }
 
+/// What introspection says of a token (RFC 7662 §2.2): `active`, and when active its
+/// kind and claims. Built as JSON by `introspection_of`; this describes it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct Introspection {
+    active: bool,
+    /// `access_token` or `refresh_token`.
+    #[schema(pattern = "^(access_token|refresh_token)$")]
+    token_type: Option<String>,
+    iss: Option<String>,
+    sub: Option<String>,
+    sid: Option<String>,
+    /// One audience (a string) or several (an array of strings).
+    #[schema(value_type = Option<serde_json::Value>)]
+    aud: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    nbf: Option<i64>,
+    jti: Option<String>,
+    scope: Option<String>,
+    roles: Option<Vec<String>>,
+}
+
 /// RFC 7662 token introspection, for resource servers that want a live answer. They
 /// authenticate with the configured credential as a bearer token (§2.1 leaves the
 /// method open); without a configured credential the endpoint does not exist.
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    request_body(
+        content(
+            (RevokeRequest = "application/x-www-form-urlencoded"),
+            (RevokeRequest = "application/json"),
+        )
+    ),
+    security(("resource_server" = [])),
+    responses(
+        (status = 200, description = "What the token is (RFC 7662 §2.2)", body = Introspection),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, description = "`introspection_secret_file` is not set (`not_found`)",
+            body = crate::openapi::ErrorBody),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -202,3 +313,8 @@ fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Re
 fn truncate(text: &str) -> String {
     text.chars().take(MAX_LABEL_CHARS).collect()
 }
+
+/// This module's operations, for the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(token, revoke, introspect))]
+pub(crate) struct Api;

@@ -16,6 +16,18 @@ use crate::telemetry::Sample;
 /// The media type of Prometheus's text exposition format, version 0.0.4.
 const EXPOSITION_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `GET /metrics`: the server's metrics for Prometheus.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security((), ("metrics_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus's text exposition format, version 0.0.4",
+            content_type = "text/plain", body = String),
+        (status = 401, response = crate::openapi::Unauthorized),
+    )
+)]
 pub(super) async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -41,3 +53,8 @@ pub(super) async fn metrics(
         .insert(CONTENT_TYPE, HeaderValue::from_static(EXPOSITION_FORMAT));
     Ok(response)
 }
+
+/// This module's operations, for the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(metrics))]
+pub(crate) struct Api;

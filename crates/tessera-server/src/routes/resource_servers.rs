@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use std::convert::Infallible;
 
@@ -31,6 +32,29 @@ const ORIGINAL_METHODS: [&str; 2] = ["x-original-method", "x-forwarded-method"];
 /// `GET /auth/verify`: 200 with `X-Tessera-User` and `X-Tessera-Roles` when the request
 /// carries a valid bearer token or access cookie (then CSRF-checked against the
 /// original method the proxy names), 401 otherwise.
+#[utoipa::path(
+    get,
+    path = "/auth/verify",
+    operation_id = "forward_auth",
+    tag = "resource servers",
+    params(
+        ("X-Original-Method" = Option<String>, Header,
+            description = "The method of the request being checked, as nginx passes it; \
+                unsafe methods with the access cookie need the anti-CSRF token"),
+        ("X-Forwarded-Method" = Option<String>, Header,
+            description = "The same, as Traefik passes it"),
+    ),
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller is authenticated",
+            headers(
+                ("X-Tessera-User" = String, description = "The user's id (`sub`)"),
+                ("X-Tessera-Roles" = String, description = "The user's roles, comma-separated"),
+            )),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+    )
+)]
 pub(super) async fn verify(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -52,13 +76,16 @@ pub(super) async fn verify(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FeedQuery {
-    /// Unix seconds: sessions ended at or after this.
+    /// Unix seconds: sessions ended at or after this. Defaults to the horizon ago.
     since: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the feed of ended sessions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = RevocationFeed)]
 pub(super) struct Feed {
     /// The `since` of the next poll.
     cursor: i64,
@@ -68,7 +95,8 @@ pub(super) struct Feed {
     horizon: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// A session that has ended: its tokens must be refused.
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct EndedSession {
     sid: String,
     ended_at: i64,
@@ -77,6 +105,23 @@ pub(super) struct EndedSession {
 /// `GET /auth/revocations?since=N`, for resource servers holding the configured
 /// credential (the one `/oauth/introspect` takes). Entries are whole seconds, so a
 /// follower polls with the returned cursor and may see an entry twice, never miss one.
+#[utoipa::path(
+    get,
+    path = "/auth/revocations",
+    operation_id = "revocation_feed",
+    tag = "resource servers",
+    params(FeedQuery),
+    security(("resource_server" = [])),
+    responses(
+        (status = 200, description = "Sessions ended since `since`", body = Feed),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, description = "`introspection_secret_file` is not set (`not_found`)",
+            body = crate::openapi::ErrorBody),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn revocations(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,6 +153,30 @@ pub(super) async fn revocations(
 /// the ends since `since` (or the `Last-Event-ID` a reconnecting client sends) first,
 /// then each end as this server learns it. Event ids are the `ended_at` seconds, so a
 /// reconnect resumes without gaps (possibly repeating an entry).
+#[utoipa::path(
+    get,
+    path = "/auth/revocations/stream",
+    operation_id = "revocation_stream",
+    tag = "resource servers",
+    params(
+        FeedQuery,
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The last event id seen, sent by a reconnecting client; \
+                wins over `since`"),
+    ),
+    security(("resource_server" = [])),
+    responses(
+        (status = 200, description = "Server-sent events: `event: ended`, `id` the \
+            `ended_at` second, `data` `{\"sid\", \"ended_at\"}`; the backlog first, then \
+            each end as it happens", content_type = "text/event-stream", body = String),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, description = "`introspection_secret_file` is not set (`not_found`)",
+            body = crate::openapi::ErrorBody),
+        (status = 500, response = crate::openapi::ServerError),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(super) async fn revocation_stream(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -151,3 +220,8 @@ fn ended_event(session: &str, ended_at: i64) -> Event {
         .id(ended_at.to_string())
         .data(serde_json::json!({"sid": session, "ended_at": ended_at}).to_string())
 }
+
+/// This module's operations, for the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(verify, revocations, revocation_stream))]
+pub(crate) struct Api;
