@@ -65,7 +65,8 @@ rate() {
   local rps p99 errors
   rps=$(awk '/^Requests\/sec/ { printf "%d", $2 }' <<<"$output")
   p99=$(awk '$1 == "99%" { print $2 }' <<<"$output")
-  errors=$(awk '/^non-2xx:/ { print $2 } /Non-2xx/ { print $4 }' <<<"$output" | head -1)
+  # wrk prints "Non-2xx or 3xx responses: N" only when there were some.
+  errors=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$output")
   printf '| %s | %s | %s | %s |\n' "$1" "$rps" "$p99" "${errors:-0}"
 }
 

@@ -18,7 +18,3 @@ function request()
     ["X-Forwarded-For"] = address,
   }, "grant_type=password&username=" .. username .. "&password=" .. password)
 end
-
-function done(summary, latency, requests)
-  io.write(string.format("non-2xx: %d\n", summary.errors.status))
-end

@@ -28,7 +28,3 @@ function response(status, headers, body)
     refresh = nil
   end
 end
-
-function done(summary, latency, requests)
-  io.write(string.format("non-2xx: %d\n", summary.errors.status))
-end
