@@ -384,10 +384,6 @@ impl VerifyingKey {
     pub fn to_jwk(&self) -> Option<Jwk> {
         self.jwk.clone()
     }
-
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
-    }
 }
 
 impl fmt::Debug for VerifyingKey {
