@@ -343,11 +343,23 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Refusal> {
 /// RFC 9110 §11.2 token68: URL-safe or standard base64 characters, then padding.
 fn is_token68(value: &str) -> bool {
     let body = value.trim_end_matches('=');
-    !body.is_empty()
-        && body
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~+/".contains(&byte))
+    !body.is_empty() && body.bytes().all(|byte| TOKEN68[usize::from(byte)])
 }
+
+/// The characters of token68 before its padding, as a table: every request's token is
+/// scanned, and one lookup per byte is the cheapest scan.
+const TOKEN68: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0u8;
+    loop {
+        table[byte as usize] =
+            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        if byte == u8::MAX {
+            break table;
+        }
+        byte += 1;
+    }
+};
 
 /// Seconds since the Unix epoch; a clock before 1970 reads as 0 and fails every token.
 pub fn unix_now() -> i64 {

@@ -153,7 +153,7 @@ impl Server {
             ),
             None => Throttle::Local(LoginThrottle::new(ThrottleConfig::default())),
         });
-        let state = AppState {
+        let state = AppState::from(state::SharedState {
             store: Arc::clone(&store_handle),
             guard: keys.guard(),
             keys: Arc::clone(&keys),
@@ -165,7 +165,7 @@ impl Server {
             issuer_url: Arc::from(issuer_url.as_str()),
             telemetry: Arc::clone(&telemetry),
             metrics_token,
-        };
+        });
         let background = Background {
             store: store_handle,
             throttle,

@@ -13,9 +13,28 @@ use crate::throttle_shared::Throttle;
 use axum::extract::FromRef;
 use tessera_guard::Guard;
 
-/// Shared state of the service; cheap to clone.
+/// Shared state of the service, behind one `Arc`: axum clones the state for every
+/// request (the router, then each `State` extractor), and one counter shared by every
+/// core is far cheaper than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl From<SharedState> for AppState {
+    fn from(shared: SharedState) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct SharedState {
     /// Everything persistent.
     pub store: Arc<dyn Store>,
     /// The signing key and the published keys.
