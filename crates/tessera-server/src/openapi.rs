@@ -123,6 +123,7 @@ pub(crate) enum ErrorCode {
     CsrfRefused,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -315,7 +316,8 @@ fn docs_page() {}
     get,
     path = "/docs/{file}",
     tag = "documentation",
-    params(("file" = String, Path, description = "A file of Swagger UI, such as `swagger-ui.css`")),
+    params(("file" = String, Path, description = "A file of Swagger UI",
+        example = "swagger-ui.css")),
     responses(
         (status = 200, description = "The file", content(
             (String = "text/html"),
@@ -549,6 +551,44 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_documented_username_pattern_refuses_what_sign_up_refuses() {
+        let (router, _scratch) = router().await;
+        let document = served_document(&router).await;
+        let pattern = document
+            .pointer("/components/schemas/SignUpRequest/properties/username/pattern")
+            .and_then(Value::as_str)
+            .unwrap();
+
+        // `^[^R]*[^\\sR][^R]*$`: R is the refused class.
+        let refused = pattern
+            .strip_prefix("^[^")
+            .and_then(|rest| rest.split(']').next())
+            .unwrap();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        let mut open: Option<u32> = None;
+        for item in refused.split("\\u").skip(1) {
+            let code = u32::from_str_radix(&item[..4], 16).unwrap();
+            match open.take() {
+                Some(start) => ranges.push((start, code)),
+                None if item.ends_with('-') => open = Some(code),
+                None => ranges.push((code, code)),
+            }
+        }
+        assert!(open.is_none() && ranges.len() > 10, "{refused}");
+
+        // Every character alone as a username: accepted exactly when the pattern
+        // matches it.
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let in_refused = ranges
+                .iter()
+                .any(|&(start, end)| (start..=end).contains(&u32::from(c)));
+            let matches = !in_refused && !c.is_whitespace();
+            let accepted = crate::sessions::normalize_username(&c.to_string()).is_ok();
+            assert_eq!(accepted, matches, "U+{:04X}", u32::from(c));
         }
     }
 

@@ -21,13 +21,37 @@ use crate::{clock, store};
 #[serde(deny_unknown_fields)]
 pub(super) struct SignUpRequest {
     /// 1 to 64 characters after trimming, without control or invisible characters;
-    /// unique regardless of case.
+    /// unique regardless of case. (`UsernamePattern` adds the pattern.)
     #[schema(min_length = 1, max_length = 64)]
     username: String,
     /// At least 8 characters, at most 1024 bytes.
     #[schema(value_type = String, min_length = 8)]
     password: Secret<String>,
 }
+
+/// The characters a username must not contain, as the body of a regular-expression
+/// class: control characters (Unicode `Cc`) and those `sessions::is_invisible` names.
+macro_rules! refused_in_usernames {
+    () => {
+        concat!(
+            "\\u0000-\\u001f\\u007f-\\u009f\\u00ad\\u034f\\u061c\\u115f\\u1160",
+            "\\u17b4\\u17b5\\u180b-\\u180f\\u200b-\\u200f\\u202a-\\u202e",
+            "\\u2060-\\u206f\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufff8",
+        )
+    };
+}
+
+/// What `sessions::normalize_username` accepts, for the document: none of the refused
+/// characters, and at least one that is not white space (names are trimmed).
+pub(crate) const USERNAME_PATTERN: &str = concat!(
+    "^[^",
+    refused_in_usernames!(),
+    "]*[^\\s",
+    refused_in_usernames!(),
+    "][^",
+    refused_in_usernames!(),
+    "]*$"
+);
 
 /// A user as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -329,13 +353,37 @@ fn userinfo_by_post() {}
 
 /// This module's operations, for the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    sign_up,
-    log_out,
-    change_password,
-    list_sessions,
-    end_session,
-    userinfo,
-    userinfo_by_post
-))]
+#[openapi(
+    paths(
+        sign_up,
+        log_out,
+        change_password,
+        list_sessions,
+        end_session,
+        userinfo,
+        userinfo_by_post
+    ),
+    modifiers(&UsernamePattern)
+)]
 pub(crate) struct Api;
+
+/// Puts `USERNAME_PATTERN` on the sign-up body's `username`: the `pattern` attribute
+/// takes only a literal, and this one is assembled from parts.
+struct UsernamePattern;
+
+impl utoipa::Modify for UsernamePattern {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, Schema};
+
+        let schema = openapi
+            .components
+            .as_mut()
+            .and_then(|components| components.schemas.get_mut("SignUpRequest"));
+        let Some(RefOr::T(Schema::Object(request))) = schema else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(username))) = request.properties.get_mut("username") {
+            username.pattern = Some(USERNAME_PATTERN.to_owned());
+        }
+    }
+}

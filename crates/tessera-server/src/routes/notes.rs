@@ -24,7 +24,8 @@ pub(super) struct NoteInput {
     /// 1 to 200 characters after trimming.
     #[schema(min_length = 1, max_length = 200)]
     title: String,
-    /// At most 32768 characters; empty when left out.
+    /// At most 32768 characters, within the 64 KiB limit on the whole request (larger
+    /// bodies get 413); empty when left out.
     #[serde(default)]
     #[schema(max_length = 32768)]
     body: String,

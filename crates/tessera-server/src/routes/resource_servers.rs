@@ -166,9 +166,8 @@ pub(super) async fn revocations(
     ),
     security(("resource_server" = [])),
     responses(
-        (status = 200, description = "Server-sent events: `event: ended`, `id` the \
-            `ended_at` second, `data` `{\"sid\", \"ended_at\"}`; the backlog first, then \
-            each end as it happens", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events, the backlog first, then each \
+            end as it happens", content_type = "text/event-stream", body = EndedEvent),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "`introspection_secret_file` is not set (`not_found`)",
@@ -212,6 +211,22 @@ pub(super) async fn revocation_stream(
         }
     });
     Ok(Sse::new(futures_util::StreamExt::chain(backlog, live)).keep_alive(KeepAlive::default()))
+}
+
+/// One event of the stream. Before OpenAPI 3.2 a stream's schema describes each of
+/// its events; `ended_event` builds them.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(super) struct EndedEvent {
+    /// Always `ended`.
+    #[schema(pattern = "^ended$")]
+    event: String,
+    /// The `ended_at` second: a reconnecting client sends it as `Last-Event-ID`.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// The ended session as JSON: `{"sid", "ended_at"}`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
 }
 
 fn ended_event(session: &str, ended_at: i64) -> Event {
