@@ -52,6 +52,9 @@ use tessera_token::{KeyAlgorithm, SigningKey, Validator, ValidatorConfig};
 use tokio::net::TcpListener;
 
 pub use config::{ConfigLayer, ServerConfig};
+/// The request parsers, for the fuzz targets in `fuzz/` only.
+#[doc(hidden)]
+pub use routes::fuzzing;
 
 use crate::key_ring::{KeyPolicy, KeyRing};
 use crate::key_store::{DatabaseKeys, FolderKeys, KeyStore};

@@ -29,7 +29,7 @@ const MAX_LABEL_CHARS: usize = 200;
     "password": "correct horse battery staple",
     "client_id": "notes-cli"
 }))]
-struct TokenRequest {
+pub(super) struct TokenRequest {
     /// `password` (needs `username` and `password`) or `refresh_token` (needs
     /// `refresh_token`).
     #[schema(value_type = String, pattern = "^(password|refresh_token)$", required = true)]
@@ -113,7 +113,7 @@ pub(super) async fn token(
 /// The parameters of the revocation endpoint (RFC 7009 §2.1), and of introspection
 /// (RFC 7662 §2.1).
 #[derive(Debug, Deserialize, ToSchema)]
-struct RevokeRequest {
+pub(super) struct RevokeRequest {
     /// A refresh token or an access token.
     #[schema(value_type = String, required = true)]
     token: Option<Secret<String>>,
@@ -292,7 +292,10 @@ async fn introspection_of(state: &AppState, token: &str) -> Result<serde_json::V
     Ok(answer)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
     let media_type = headers
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
