@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 408: the request did not arrive within the request timeout.
+    #[error("request timeout")]
+    RequestTimeout,
     /// 413.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -66,6 +69,7 @@ impl ApiError {
             StatusCode::FORBIDDEN => Self::CsrfRefused,
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType("another type"),
             StatusCode::UNPROCESSABLE_ENTITY => {
@@ -90,6 +94,7 @@ impl ApiError {
             Self::CsrfRefused => (StatusCode::FORBIDDEN, "csrf_refused"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -111,6 +116,7 @@ impl ApiError {
             Self::CsrfRefused => "send the X-CSRF-Token header from this site's page".to_owned(),
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed => "this method is not allowed on this path".to_owned(),
+            Self::RequestTimeout => "the request took too long to arrive".to_owned(),
             Self::PayloadTooLarge => "the request body is too large".to_owned(),
             Self::UnsupportedMediaType(expected) => format!("send {expected}"),
             Self::Throttled(_) => "too many attempts; wait before trying again".to_owned(),
