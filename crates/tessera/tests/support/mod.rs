@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,9 @@ pub struct Server {
     child: Child,
     pub url: String,
     log: Arc<Mutex<String>>,
-    _data_dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    /// The data dir, when the server made its own: removed when dropped.
+    _owned_data_dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -41,11 +44,30 @@ impl Server {
     /// Starts `tessera server` on a free loopback port with a fresh data dir and
     /// further command-line arguments.
     pub fn start_with<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Server {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::launch(args, &[], None)
+    }
+
+    /// Starts `tessera server` on a free loopback port with further arguments and
+    /// environment variables, in `data_dir` if given (which then outlives the process,
+    /// so that another server can start on it), else in a fresh one.
+    pub fn launch<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        envs: &[(&str, &str)],
+        data_dir: Option<&Path>,
+    ) -> Server {
+        let owned_data_dir = match data_dir {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().unwrap()),
+        };
+        let data_dir = data_dir
+            .or(owned_data_dir.as_ref().map(tempfile::TempDir::path))
+            .unwrap()
+            .to_owned();
         let child = Command::new(BINARY)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
+            .arg(&data_dir)
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -57,7 +79,8 @@ impl Server {
             child,
             url: String::new(),
             log: Arc::default(),
-            _data_dir: data_dir,
+            data_dir,
+            _owned_data_dir: owned_data_dir,
         };
 
         let (lines, address) = mpsc::channel();
@@ -100,8 +123,13 @@ impl Server {
     }
 
     /// The server's data dir.
-    pub fn data_dir(&self) -> &std::path::Path {
-        self._data_dir.path()
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
