@@ -174,6 +174,14 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Busy => Self::Unavailable,
+            StoreError::DiskFull => {
+                // Every refused write says so, at error level: an operator must act.
+                tracing::error!(
+                    "the database cannot write: its disk is full; free space where it \
+                     lives (the data dir, or PostgreSQL's data folder)"
+                );
+                Self::Unavailable
+            }
             StoreError::Conflict => Self::Internal(anyhow::anyhow!("unexpected conflict")),
             StoreError::Database(source) => Self::Internal(source.into()),
         }

@@ -223,6 +223,10 @@ pub enum StoreError {
     /// lost to a concurrent one, or could not be reached: worth retrying shortly.
     #[error("database busy")]
     Busy,
+    /// The disk under the database is full: writes fail until space is freed, while
+    /// reads still work. Nothing half-written is kept (the transaction rolled back).
+    #[error("database disk full")]
+    DiskFull,
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -131,6 +131,10 @@ async fn end_sessions_in(
 fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::Conflict,
+        // disk_full
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("53100") => {
+            StoreError::DiskFull
+        }
         sqlx::Error::Database(database)
             if database.code().is_some_and(|code| is_transient(&code)) =>
         {

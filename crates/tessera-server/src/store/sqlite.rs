@@ -109,18 +109,26 @@ async fn end_sessions_in(
 fn classify(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(database) if database.is_unique_violation() => StoreError::Conflict,
+        // SQLITE_FULL (13): a write hit ENOSPC and its transaction rolled back.
+        sqlx::Error::Database(database) if sqlite_code(database.as_ref()) == Some(13) => {
+            StoreError::DiskFull
+        }
         // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
         sqlx::Error::Database(database)
-            if database
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .is_some_and(|code| matches!(code & 0xff, 5 | 6)) =>
+            if sqlite_code(database.as_ref()).is_some_and(|code| matches!(code, 5 | 6)) =>
         {
             StoreError::Busy
         }
         sqlx::Error::PoolTimedOut => StoreError::Busy,
         _ => StoreError::Database(error),
     }
+}
+
+/// The primary result code of an SQLite error (its low byte; the rest is the extended
+/// code).
+fn sqlite_code(error: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    let code = error.code()?.parse::<i32>().ok()?;
+    Some(code & 0xff)
 }
 
 /// The columns every user query reads, in `UserRow` order.
