@@ -3,8 +3,6 @@
 
 pub(crate) mod accounts;
 pub(crate) mod browser;
-#[doc(hidden)]
-pub mod fuzzing;
 pub(crate) mod notes;
 pub(crate) mod oauth;
 pub(crate) mod page;
@@ -109,40 +107,46 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(axum::middleware::map_response(json_errors))
-        // Answers about a user must not be kept by caches; public documents say
-        // otherwise themselves.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(PAGE_POLICY),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(cors)
-        // Outermost, so that the closing line and the metrics see the final answer.
-        .layer(axum::middleware::from_fn_with_state(
-            std::sync::Arc::clone(&state.telemetry),
-            crate::request_trace::observe,
-        ))
+        // One stack for every route, built with ServiceBuilder: axum clones a route's
+        // service for each request, and each separate `Router::layer` would add a boxed
+        // service to clone (and free) per request. Outermost first: the closing line and
+        // the metrics see the final answer.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    std::sync::Arc::clone(&state.telemetry),
+                    crate::request_trace::observe,
+                ))
+                .layer(cors)
+                .layer(SetResponseHeaderLayer::overriding(
+                    X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(SetResponseHeaderLayer::overriding(
+                    CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(PAGE_POLICY),
+                ))
+                // Answers about a user must not be kept by caches; public documents
+                // say otherwise themselves.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(axum::middleware::map_response(json_errors))
+                .layer(TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .with_state(state)
 }
 
