@@ -1,5 +1,5 @@
 //! The chart of a bench/run result: requests a second of each server on the protected
-//! route, with one repeated token and with a different token on every request, beside
+//! route (`GET /auth/verify`), with one repeated token and with a different token on every request, beside
 //! Tessera's unprotected route, as horizontal bars in an SVG file.
 //!
 //! ```text
@@ -115,9 +115,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let root = SVGBackend::new(svg, (960, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let caption = if subtitle.is_empty() {
-        "Protected GET requests per second".to_owned()
+        "Requests per second, GET /auth/verify".to_owned()
     } else {
-        format!("Protected GET requests per second ({subtitle})")
+        format!("Requests per second, GET /auth/verify ({subtitle})")
     };
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, ("sans-serif", 20))
