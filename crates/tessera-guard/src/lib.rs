@@ -5,6 +5,13 @@
 //! [`Identity::require_scope`] answer 403 `insufficient_scope` for callers whose valid
 //! token lacks what a route needs.
 //!
+//! A client sends the same access token until it renews it, so the guard remembers the
+//! tokens it has verified (at most [`DEFAULT_TOKEN_CACHE_CAPACITY`], each up to
+//! [`MAX_CACHED_TOKEN_BYTES`]), keyed by the whole token string: a repeated token skips
+//! the signature check, nearly all the cost of a check. Its expiry and not-before time
+//! and its session are still checked on every request, and a key leaving the trusted set
+//! empties the cache. [`Guard::with_token_cache`] sets another size, or none.
+//!
 //! A resource server apart from the issuer keeps its guard current with two background
 //! tasks:
 //!
