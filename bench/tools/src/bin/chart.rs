@@ -1,6 +1,6 @@
 //! The chart of a bench/run result: requests a second of each server on the protected
-//! route (`GET /auth/verify`), with one repeated token and with a different token on every request, beside
-//! Tessera's unprotected route, as horizontal bars in an SVG file.
+//! route (`GET /auth/verify`), with one repeated token and with a different token on
+//! every request, beside Tessera's unprotected route, as horizontal bars in an SVG file.
 //!
 //! ```text
 //! chart RUNS_CSV OUT_SVG [SUBTITLE]
