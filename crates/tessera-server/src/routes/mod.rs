@@ -3,6 +3,8 @@
 
 pub(crate) mod accounts;
 pub(crate) mod browser;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod notes;
 pub(crate) mod oauth;
 pub(crate) mod page;
