@@ -28,12 +28,23 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs its migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_synchronous(path, SqliteSynchronous::Full).await
+    }
+
+    /// [`SqliteStore::open`] with another `synchronous` setting, only to measure what
+    /// durable commits cost (`bench/durable-writes.sh`): `Normal` can lose the last
+    /// commits (renewals already answered) when the machine loses power.
+    #[doc(hidden)]
+    pub async fn open_with_synchronous(
+        path: &Path,
+        synchronous: SqliteSynchronous,
+    ) -> Result<Self, StoreError> {
         create_owner_only(path).map_err(|error| StoreError::Database(error.into()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
