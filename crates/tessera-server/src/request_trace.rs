@@ -9,7 +9,8 @@
 //! client id as it is, and their closing event cannot name the user, which is learnt
 //! inside the handler.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -139,9 +140,63 @@ fn is_sane(value: &HeaderValue) -> bool {
         && bytes.iter().all(|byte| (0x21..=0x7e).contains(byte))
 }
 
+/// A fresh request id, shaped as a version 4 UUID.
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Uuid::new_v4().to_string();
-    HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("unknown"))
+    static IDS: LazyLock<RequestIds> = LazyLock::new(RequestIds::new);
+    IDS.next()
+}
+
+/// The low 62 bits: what the counter half of an id keeps once the UUID variant bits are
+/// set.
+const LOW_62_BITS: u64 = (1 << 62) - 1;
+
+/// Where fresh request ids come from: 58 random bits drawn once per process, then a
+/// count of the ids issued, through a keyed permutation of 62 bits. The system's
+/// randomness is read once rather than per request; no two ids of one process are
+/// equal (the permutation is a bijection), and the ids do not show their order,
+/// though they are no secret either.
+struct RequestIds {
+    process: u64,
+    keys: [u64; 2],
+    issued: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let (process, before) = uuid::Uuid::new_v4().as_u64_pair();
+        let (after, _) = uuid::Uuid::new_v4().as_u64_pair();
+        Self {
+            process,
+            keys: [before, after],
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> HeaderValue {
+        let count = self.issued.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.process.to_be_bytes());
+        bytes[8..].copy_from_slice(&permute(count, self.keys).to_be_bytes());
+        // Sets the version bits in the process half and the variant bits in the two
+        // top bits of the counter half, which `permute` leaves at zero.
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .unwrap_or(HeaderValue::from_static("unknown"))
+    }
+}
+
+/// A bijection of the numbers below 2^62, keyed: SplitMix64's finalizer, each step kept
+/// to 62 bits (a product with an odd number and a right shift xored in are both
+/// invertible modulo 2^62), between a xor and an addition of the keys.
+fn permute(count: u64, [before, after]: [u64; 2]) -> u64 {
+    let mut mixed = (count ^ before) & LOW_62_BITS;
+    mixed ^= mixed >> 30;
+    mixed = mixed.wrapping_mul(0xbf58_476d_1ce4_e5b9) & LOW_62_BITS;
+    mixed ^= mixed >> 27;
+    mixed = mixed.wrapping_mul(0x94d0_49bb_1331_11eb) & LOW_62_BITS;
+    mixed ^= mixed >> 31;
+    mixed.wrapping_add(after) & LOW_62_BITS
 }
 
 #[cfg(test)]
@@ -175,5 +230,50 @@ mod tests {
     #[test]
     fn new_request_ids_are_sane() {
         assert!(is_sane(&new_request_id()));
+    }
+
+    #[test]
+    fn new_request_ids_are_distinct_version_4_uuids() {
+        let ids = RequestIds::new();
+
+        let issued: Vec<uuid::Uuid> = (0..10_000)
+            .map(|_| uuid::Uuid::parse_str(ids.next().to_str().unwrap()).unwrap())
+            .collect();
+
+        let mut distinct = issued.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), issued.len());
+        assert!(issued.iter().all(|id| id.get_version_num() == 4));
+        assert!(
+            issued
+                .iter()
+                .all(|id| id.get_variant() == uuid::Variant::RFC4122)
+        );
+    }
+
+    #[test]
+    fn consecutive_counts_do_not_look_consecutive() {
+        let keys = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+
+        for count in 0..1_000 {
+            let (this, next) = (permute(count, keys), permute(count + 1, keys));
+
+            assert!((this ^ next).count_ones() > 8, "{this:x} then {next:x}");
+        }
+    }
+
+    #[test]
+    fn the_permutation_keeps_distinct_counts_distinct_and_below_2_to_the_62() {
+        let keys = [0x0123_4567_89ab_cdef, u64::MAX];
+        let counts = (0..50_000).chain(LOW_62_BITS - 1_000..=LOW_62_BITS);
+
+        let mut permuted: Vec<u64> = counts.map(|count| permute(count, keys)).collect();
+
+        assert!(permuted.iter().all(|value| *value <= LOW_62_BITS));
+        let all = permuted.len();
+        permuted.sort_unstable();
+        permuted.dedup();
+        assert_eq!(permuted.len(), all);
     }
 }

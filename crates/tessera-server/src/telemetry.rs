@@ -3,12 +3,17 @@
 //! the counters the request path and the audit trail move, and the gauges read when
 //! `/metrics` is scraped or, for the open sessions, refreshed from the store every
 //! 30 s so that a scrape never costs a database query.
+//!
+//! The request path looks its series up in the registry once per method, route and
+//! status, and keeps the handles: a request then moves two atomics instead of building
+//! labels and hashing them into the registry.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder as _};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder as _};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
 
 use crate::store::Store;
@@ -89,9 +94,36 @@ pub(crate) struct Sample {
     pub(crate) verifications: u64,
 }
 
+/// The registry handles of the requests answered with one method and status on one
+/// route.
+struct RequestSeries {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+    /// Set for 429 answers only.
+    throttled: Option<Counter>,
+}
+
+impl RequestSeries {
+    fn record(&self, latency: Duration) {
+        self.requests.increment(1);
+        self.duration.record(latency.as_secs_f64());
+        if let Some(throttled) = &self.throttled {
+            throttled.increment(1);
+        }
+    }
+}
+
+/// The request series seen so far, by route. The routes, methods and statuses a
+/// server answers are few, and the registry keeps every series anyway (no idle
+/// timeout), so this holds no more than the registry does.
+type RequestSeriesByRoute = HashMap<Box<str>, Vec<RequestSeries>>;
+
 /// The metrics of one server.
 pub(crate) struct Telemetry {
     recorder: PrometheusRecorder,
+    request_series: RwLock<RequestSeriesByRoute>,
     logins_succeeded: Counter,
     logins_failed: Counter,
     refreshes: Counter,
@@ -157,6 +189,7 @@ impl Telemetry {
             hashes,
             verifications,
             recorder,
+            request_series: RwLock::default(),
         })
     }
 
@@ -169,24 +202,71 @@ impl Telemetry {
         status: StatusCode,
         latency: Duration,
     ) {
-        let method = Label::from_static_parts("method", method_label(method));
-        let route = Label::new("route", route.to_owned());
+        let method = method_label(method);
+        let status = status.as_u16();
+        {
+            let known = self
+                .request_series
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let series = known.get(route).and_then(|list| {
+                list.iter()
+                    .find(|series| series.method == method && series.status == status)
+            });
+            if let Some(series) = series {
+                series.record(latency);
+                return;
+            }
+        }
+
+        // First of its kind: two requests may both get here, and register the same
+        // series twice, which yields handles to the same counters.
+        let series = self.register_request_series(method, route, status);
+        series.record(latency);
+        let mut known = self
+            .request_series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let list = known.entry(route.into()).or_default();
+        if !list
+            .iter()
+            .any(|known| known.method == method && known.status == status)
+        {
+            list.push(series);
+        }
+    }
+
+    /// Looks up the registry's series for requests with this method, route and
+    /// status.
+    fn register_request_series(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+    ) -> RequestSeries {
+        let method_label = Label::from_static_parts("method", method);
+        let route_label = Label::new("route", route.to_owned());
         let key = Key::from_parts(
             HTTP_REQUESTS,
             vec![
-                method.clone(),
-                route.clone(),
-                Label::new("status", status.as_u16().to_string()),
+                method_label.clone(),
+                route_label.clone(),
+                Label::new("status", status.to_string()),
             ],
         );
-        self.recorder.register_counter(&key, &METADATA).increment(1);
-        let key = Key::from_parts(HTTP_DURATION, vec![method, route.clone()]);
-        self.recorder
-            .register_histogram(&key, &METADATA)
-            .record(latency.as_secs_f64());
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let key = Key::from_parts(THROTTLED, vec![route]);
-            self.recorder.register_counter(&key, &METADATA).increment(1);
+        let requests = self.recorder.register_counter(&key, &METADATA);
+        let key = Key::from_parts(HTTP_DURATION, vec![method_label, route_label.clone()]);
+        let duration = self.recorder.register_histogram(&key, &METADATA);
+        let throttled = (status == StatusCode::TOO_MANY_REQUESTS.as_u16()).then(|| {
+            let key = Key::from_parts(THROTTLED, vec![route_label]);
+            self.recorder.register_counter(&key, &METADATA)
+        });
+        RequestSeries {
+            method,
+            status,
+            requests,
+            duration,
+            throttled,
         }
     }
 

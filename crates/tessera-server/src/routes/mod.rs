@@ -22,7 +22,6 @@ use axum::http::header::{
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
@@ -120,29 +119,7 @@ pub fn router(state: AppState) -> Router {
                     crate::request_trace::observe,
                 ))
                 .layer(cors)
-                .layer(SetResponseHeaderLayer::overriding(
-                    X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(PAGE_POLICY),
-                ))
-                // Answers about a user must not be kept by caches; public documents
-                // say otherwise themselves.
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ))
-                .layer(axum::middleware::map_response(json_errors))
+                .layer(axum::middleware::map_response(finish_answer))
                 .layer(TimeoutLayer::with_status_code(
                     axum::http::StatusCode::REQUEST_TIMEOUT,
                     REQUEST_TIMEOUT,
@@ -152,10 +129,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every answer's last touches, in one pass: the error shape of the contract (see
+/// [`json_errors`]), and the security headers, which override any a handler set, but
+/// for `Cache-Control`: answers about a user must not be kept by caches, and public
+/// documents say otherwise themselves.
+async fn finish_answer(response: Response) -> Response {
+    let mut response = json_errors(response);
+
+    let headers = response.headers_mut();
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_POLICY),
+    );
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 /// Turns every error answer that is not already JSON (the plain-text rejections of
 /// extractors: a body over the limit, a path that is not UTF-8, …) into the contract's
 /// JSON error with the same status, so no refusal escapes the error shape.
-async fn json_errors(response: Response) -> Response {
+fn json_errors(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
