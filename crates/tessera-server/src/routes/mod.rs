@@ -3,6 +3,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod browser;
+mod cors;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod notes;
@@ -16,12 +17,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest};
 use axum::http::HeaderValue;
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
-    RETRY_AFTER, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
@@ -38,22 +38,6 @@ const PAGE_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'sel
     img-src 'self' data:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; \
     base-uri 'none'; form-action 'self'";
 
-/// Cross-origin access for single-page apps on the allowed origins, in bearer mode:
-/// no cookies cross origins (`allow_credentials` stays off).
-fn cors(origins: &[HeaderValue]) -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-        .allow_methods([
-            axum::http::Method::GET,
-            axum::http::Method::POST,
-            axum::http::Method::PUT,
-            axum::http::Method::DELETE,
-        ])
-        .allow_headers([AUTHORIZATION, CONTENT_TYPE])
-        .expose_headers([WWW_AUTHENTICATE, RETRY_AFTER])
-        .max_age(std::time::Duration::from_secs(600))
-}
-
 /// JSON request bodies, refused in the contract's error shape (415, 413, 422, 400).
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
@@ -61,7 +45,7 @@ pub struct ApiJson<T>(pub T);
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    let cors = cors(&state.config.cors_origins);
+    let cors = cors::layer(&state.config.cors_origins);
     Router::new()
         .route("/auth/signup", post(accounts::sign_up))
         .route("/auth/logout", post(accounts::log_out))
