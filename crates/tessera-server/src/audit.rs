@@ -32,30 +32,43 @@ pub(crate) async fn record(
     subject: Subject<'_>,
     detail: Option<&str>,
 ) {
-    let user = subject.user.map(|user| user.0.as_str());
-    let session = subject.session.map(|session| session.0.as_str());
-    let ip = origin.ip_text();
-    state.telemetry.audit_event(kind);
-    tracing::info!(
-        target: "audit",
-        kind,
-        user,
-        session,
-        ip = ip.as_deref(),
-        user_agent = origin.user_agent.as_deref(),
-        detail,
-        "audit event"
-    );
-    let event = AuditEvent {
-        at: clock::now(),
-        kind: kind.to_owned(),
-        user_id: user.map(str::to_owned),
-        session_id: session.map(str::to_owned),
-        ip,
-        user_agent: origin.user_agent.clone(),
-        detail: detail.map(str::to_owned),
-    };
+    let event = event(kind, origin, subject, detail);
+    announce(state, &event);
     if let Err(error) = state.store.record_audit(&event).await {
         tracing::error!(%error, kind, "cannot store audit event");
     }
+}
+
+/// One event as the store keeps it, stamped now; stored by whoever takes it (a
+/// renewal stores its event in the transaction that spends the token).
+pub(crate) fn event(
+    kind: &str,
+    origin: &Origin,
+    subject: Subject<'_>,
+    detail: Option<&str>,
+) -> AuditEvent {
+    AuditEvent {
+        at: clock::now(),
+        kind: kind.to_owned(),
+        user_id: subject.user.map(|user| user.0.clone()),
+        session_id: subject.session.map(|session| session.0.clone()),
+        ip: origin.ip_text(),
+        user_agent: origin.user_agent.clone(),
+        detail: detail.map(str::to_owned),
+    }
+}
+
+/// Logs an event under the `audit` target and counts it, once it has happened.
+pub(crate) fn announce(state: &AppState, event: &AuditEvent) {
+    state.telemetry.audit_event(&event.kind);
+    tracing::info!(
+        target: "audit",
+        kind = event.kind,
+        user = event.user_id.as_deref(),
+        session = event.session_id.as_deref(),
+        ip = event.ip.as_deref(),
+        user_agent = event.user_agent.as_deref(),
+        detail = event.detail.as_deref(),
+        "audit event"
+    );
 }

@@ -232,14 +232,15 @@ pub async fn renew(
                 expires_at,
             };
             let sealed = successor::seal(presented.expose(), &pair)?;
+            let subject = Subject::of(&record.user, &record.session);
+            let event = audit::event("refresh", origin, subject, None);
             if state
                 .store
-                .spend_refresh(presented_hash, successor, &sealed, now)
+                .spend_refresh(presented_hash, successor, &sealed, now, &event)
                 .await?
             {
                 crate::request_trace::record_user(&record.user.0);
-                let subject = Subject::of(&record.user, &record.session);
-                audit::record(state, "refresh", origin, subject, None).await;
+                audit::announce(state, &event);
                 return Ok(token_response(
                     pair.access_token,
                     pair.refresh_token,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::sqlite::SqliteSynchronous;
 use tessera_server::store::{
-    NewSession, NewUser, RefreshHash, SessionId, SqliteStore, Store, User, UserId,
+    AuditEvent, NewSession, NewUser, RefreshHash, SessionId, SqliteStore, Store, User, UserId,
 };
 
 /// Concurrent renewing clients, each on a session of its own.
@@ -70,6 +70,7 @@ async fn rotations_per_second(synchronous: SqliteSynchronous, duration: Duration
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let (store, user, rotated) = (Arc::clone(&store), user.clone(), Arc::clone(&rotated));
+            let user_id = user.0.clone();
             tokio::spawn(async move {
                 let mut current = random_hash();
                 let session = NewSession {
@@ -82,12 +83,21 @@ async fn rotations_per_second(synchronous: SqliteSynchronous, duration: Duration
                     expires_at: NOW + 86_400,
                 };
                 assert!(store.open_session(session, current, "hash").await.unwrap());
+                // What a renewal through HTTP stores with its spend.
+                let event = AuditEvent {
+                    at: NOW,
+                    kind: "refresh".to_owned(),
+                    user_id: Some(user_id.clone()),
+                    ip: Some("127.0.0.1".to_owned()),
+                    user_agent: Some("bench".to_owned()),
+                    ..AuditEvent::default()
+                };
                 while Instant::now() < deadline {
                     let successor = random_hash();
                     // A sealed pair is about 700 bytes: an access token and a refresh
                     // token under AES-GCM.
                     let spent = store
-                        .spend_refresh(current, successor, &[7; 700], NOW)
+                        .spend_refresh(current, successor, &[7; 700], NOW, &event)
                         .await
                         .unwrap();
                     assert!(spent);

@@ -99,6 +99,27 @@ fn new_session(user: &User, created_at: i64) -> NewSession {
     }
 }
 
+/// The audit event of a renewal, told apart by `detail`.
+fn renewal_event(detail: &str) -> AuditEvent {
+    AuditEvent {
+        at: NOW,
+        kind: "refresh".to_owned(),
+        detail: Some(detail.to_owned()),
+        ..AuditEvent::default()
+    }
+}
+
+/// The details of the stored audit events, newest first.
+async fn audit_details(store: &dyn Store) -> Vec<String> {
+    store
+        .audit_events(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|event| event.detail)
+        .collect()
+}
+
 /// Opens a session with `first` as its refresh token.
 async fn open(store: &dyn Store, user: &User, first: RefreshHash, at: i64) -> SessionId {
     let session = new_session(user, at);
@@ -122,9 +143,10 @@ async fn fifty_concurrent_spends_of_one_token_yield_exactly_one_successor() {
             spends.push(tokio::spawn(async move {
                 let successor = token(100 + contender);
                 let sealed = vec![contender; 64];
+                let event = renewal_event(&contender.to_string());
                 barrier.wait().await;
                 let won = store
-                    .spend_refresh(presented, successor, &sealed, NOW + 5)
+                    .spend_refresh(presented, successor, &sealed, NOW + 5, &event)
                     .await
                     .unwrap();
                 (won, successor)
@@ -148,6 +170,13 @@ async fn fifty_concurrent_spends_of_one_token_yield_exactly_one_successor() {
         assert_eq!(spent.successor, Some(winners[0]), "{}", backend.name);
         let winner_byte = winners[0].0[0] - 100;
         assert_eq!(spent.successor_sealed, Some(vec![winner_byte; 64]));
+        // Only the winner's audit event is stored, with its spend.
+        assert_eq!(
+            audit_details(store.as_ref()).await,
+            [winner_byte.to_string()],
+            "{}",
+            backend.name
+        );
         let successor = store
             .refresh_record(winners[0], NOW + 6, 3600)
             .await
@@ -302,7 +331,7 @@ async fn a_spend_moves_last_use_and_an_ended_session_spends_nothing() {
 
         assert!(
             store
-                .spend_refresh(first, second, b"sealed", NOW + 50)
+                .spend_refresh(first, second, b"sealed", NOW + 50, &renewal_event("first"))
                 .await
                 .unwrap()
         );
@@ -311,7 +340,7 @@ async fn a_spend_moves_last_use_and_an_ended_session_spends_nothing() {
         assert!(record.unwrap().session_live, "{}", backend.name);
         assert!(
             !store
-                .spend_refresh(first, fresh_token(), b"", NOW + 51)
+                .spend_refresh(first, fresh_token(), b"", NOW + 51, &renewal_event("again"))
                 .await
                 .unwrap()
         );
@@ -331,7 +360,7 @@ async fn a_spend_moves_last_use_and_an_ended_session_spends_nothing() {
         let third = fresh_token();
         assert!(
             !store
-                .spend_refresh(second, third, b"", NOW + 62)
+                .spend_refresh(second, third, b"", NOW + 62, &renewal_event("ended"))
                 .await
                 .unwrap()
         );
@@ -344,10 +373,12 @@ async fn a_spend_moves_last_use_and_an_ended_session_spends_nothing() {
         );
         assert!(
             !store
-                .spend_refresh(fresh_token(), third, b"", NOW)
+                .spend_refresh(fresh_token(), third, b"", NOW, &renewal_event("unknown"))
                 .await
                 .unwrap()
         );
+        // Spends that spent nothing stored no event.
+        assert_eq!(audit_details(store).await, ["first"], "{}", backend.name);
     }
 }
 

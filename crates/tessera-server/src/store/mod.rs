@@ -290,15 +290,17 @@ pub trait Store: Send + Sync + 'static {
         idle_secs: i64,
     ) -> Result<Option<RefreshRecord>, StoreError>;
 
-    /// Spends `presented` and stores `successor` (with the sealed successor pair) in one
-    /// atomic step. False when `presented` was spent meanwhile: of any number of
-    /// concurrent calls with one token, exactly one returns true.
+    /// Spends `presented` and stores `successor` (with the sealed successor pair) and
+    /// the renewal's audit `event` in one atomic step. False, with nothing stored, when
+    /// `presented` was spent meanwhile: of any number of concurrent calls with one
+    /// token, exactly one returns true.
     async fn spend_refresh(
         &self,
         presented: RefreshHash,
         successor: RefreshHash,
         sealed: &[u8],
         now: i64,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError>;
 
     /// Ends a session of `user`; false when it was not open.

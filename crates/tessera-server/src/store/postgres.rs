@@ -101,6 +101,28 @@ async fn insert_refresh(
     Ok(())
 }
 
+/// Appends an audit event, alone or inside a transaction.
+async fn insert_audit<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(event.at)
+    .bind(&event.kind)
+    .bind(&event.user_id)
+    .bind(&event.session_id)
+    .bind(&event.ip)
+    .bind(&event.user_agent)
+    .bind(&event.detail)
+    .execute(executor)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
 /// Ends the open sessions of `user` but `keep` inside a transaction; the ids ended.
 async fn end_sessions_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -363,6 +385,7 @@ impl Store for PgStore {
         successor: RefreshHash,
         sealed: &[u8],
         now: i64,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         // First the session's row lock: every spend in the session, and every way of
@@ -403,6 +426,7 @@ impl Store for PgStore {
             return Ok(false);
         }
         insert_refresh(&mut tx, successor, &session_id, now).await?;
+        insert_audit(&mut *tx, event).await?;
         tx.commit().await.map_err(classify)?;
         Ok(true)
     }
@@ -567,21 +591,7 @@ impl Store for PgStore {
     }
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(event.at)
-        .bind(&event.kind)
-        .bind(&event.user_id)
-        .bind(&event.session_id)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
+        insert_audit(&self.pool, event).await
     }
 
     async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {

@@ -1,5 +1,10 @@
 //! The SQLite store: one file in the data dir, WAL journal, full fsync on commit so that
 //! a rotated refresh token survives a crash, and a busy timeout before a write gives up.
+//!
+//! Renewals are committed in groups: one task takes every renewal waiting and spends
+//! them in one transaction, so that one disk sync carries many of them (group commit).
+//! Each renewal is answered only after the commit that holds it; a renewal that the
+//! group cannot carry is tried again alone, so that it fails only for its own reason.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,6 +13,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AuditEvent, AuditRow, Credentials, NewSession, NewUser, Note, NoteRow, RefreshHash,
@@ -18,11 +24,27 @@ use super::{
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most renewals one group commit carries.
+const MAX_GROUP: usize = 64;
+/// Renewals that may wait for the committing task before callers wait to hand theirs in.
+const QUEUED_RENEWALS: usize = 1024;
 
 /// SQLite behind the [`Store`] trait.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Renewals on their way to the group-commit task.
+    renewals: mpsc::Sender<Renewal>,
+}
+
+/// One renewal waiting for a group commit, and where its outcome goes.
+struct Renewal {
+    presented: RefreshHash,
+    successor: RefreshHash,
+    sealed: Vec<u8>,
+    now: i64,
+    event: AuditEvent,
+    outcome: oneshot::Sender<Result<bool, StoreError>>,
 }
 
 impl SqliteStore {
@@ -56,8 +78,114 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|error| StoreError::Database(error.into()))?;
-        Ok(Self { pool })
+        let (renewals, queue) = mpsc::channel(QUEUED_RENEWALS);
+        tokio::spawn(commit_renewals(pool.clone(), queue));
+        Ok(Self { pool, renewals })
     }
+}
+
+/// The group-commit task: takes every renewal waiting (up to [`MAX_GROUP`]) and commits
+/// them together; while one group waits for the disk, the next one gathers. Ends when
+/// the store is dropped.
+async fn commit_renewals(pool: SqlitePool, mut queue: mpsc::Receiver<Renewal>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        match spend_group(&pool, &group).await {
+            Ok(outcomes) => {
+                for (renewal, spent) in group.drain(..).zip(outcomes) {
+                    // A caller that stopped waiting (its client left) needs no answer:
+                    // its renewal is committed and its grace window replays it.
+                    let _caller_gone = renewal.outcome.send(Ok(spent));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, renewals = group.len(), "group commit failed; renewing one by one");
+                for renewal in group.drain(..) {
+                    let outcome = spend_alone(&pool, &renewal).await;
+                    let _caller_gone = renewal.outcome.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// Spends a group of renewals in one transaction: whether each was spent, or nothing
+/// at all when any statement fails.
+async fn spend_group(pool: &SqlitePool, group: &[Renewal]) -> Result<Vec<bool>, StoreError> {
+    let mut tx = pool.begin().await.map_err(classify)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for renewal in group {
+        outcomes.push(spend_in(&mut tx, renewal).await?);
+    }
+    tx.commit().await.map_err(classify)?;
+    Ok(outcomes)
+}
+
+/// Spends one renewal in a transaction of its own.
+async fn spend_alone(pool: &SqlitePool, renewal: &Renewal) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await.map_err(classify)?;
+    let spent = spend_in(&mut tx, renewal).await?;
+    tx.commit().await.map_err(classify)?;
+    Ok(spent)
+}
+
+/// Spends `renewal.presented`, stores its successor and records its audit event, inside
+/// a transaction; false (and nothing written) when the token was already spent or its
+/// session ended.
+async fn spend_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    renewal: &Renewal,
+) -> Result<bool, StoreError> {
+    // One conditional UPDATE decides: of any number of presentations of the same
+    // token, in one group or in several, exactly one finds `spent_at IS NULL`.
+    let spent: Option<(String,)> = sqlx::query_as(
+        "UPDATE refresh_tokens
+         SET spent_at = ?, successor_hash = ?, successor_sealed = ?
+         WHERE token_hash = ? AND spent_at IS NULL
+           AND session_id IN (SELECT id FROM sessions WHERE ended_at IS NULL)
+         RETURNING session_id",
+    )
+    .bind(renewal.now)
+    .bind(&renewal.successor.0[..])
+    .bind(&renewal.sealed[..])
+    .bind(&renewal.presented.0[..])
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(classify)?;
+    let Some((session_id,)) = spent else {
+        return Ok(false);
+    };
+    sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
+        .bind(renewal.now)
+        .bind(&session_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(classify)?;
+    insert_refresh(tx, renewal.successor, &session_id, renewal.now).await?;
+    insert_audit(&mut **tx, &renewal.event).await?;
+    Ok(true)
+}
+
+/// Appends an audit event, alone or inside a transaction.
+async fn insert_audit<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
+    event: &AuditEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(event.at)
+    .bind(&event.kind)
+    .bind(&event.user_id)
+    .bind(&event.session_id)
+    .bind(&event.ip)
+    .bind(&event.user_agent)
+    .bind(&event.detail)
+    .execute(executor)
+    .await
+    .map_err(classify)?;
+    Ok(())
 }
 
 /// Creates the database file readable by its owner only, before SQLite does: SQLite
@@ -333,36 +461,25 @@ impl Store for SqliteStore {
         successor: RefreshHash,
         sealed: &[u8],
         now: i64,
+        event: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        // One conditional UPDATE decides: of any number of concurrent presentations
-        // of the same token, exactly one finds `spent_at IS NULL`.
-        let spent: Option<(String,)> = sqlx::query_as(
-            "UPDATE refresh_tokens
-             SET spent_at = ?, successor_hash = ?, successor_sealed = ?
-             WHERE token_hash = ? AND spent_at IS NULL
-               AND session_id IN (SELECT id FROM sessions WHERE ended_at IS NULL)
-             RETURNING session_id",
-        )
-        .bind(now)
-        .bind(&successor.0[..])
-        .bind(sealed)
-        .bind(&presented.0[..])
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(classify)?;
-        let Some((session_id,)) = spent else {
-            return Ok(false);
+        let (outcome, answer) = oneshot::channel();
+        let renewal = Renewal {
+            presented,
+            successor,
+            sealed: sealed.to_vec(),
+            now,
+            event: event.clone(),
+            outcome,
         };
-        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(&session_id)
-            .execute(&mut *tx)
+        // Both fail only once the group-commit task has ended, with the store.
+        self.renewals
+            .send(renewal)
             .await
-            .map_err(classify)?;
-        insert_refresh(&mut tx, successor, &session_id, now).await?;
-        tx.commit().await.map_err(classify)?;
-        Ok(true)
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
     }
 
     async fn end_session(
@@ -519,21 +636,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, session_id, ip, user_agent, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(event.at)
-        .bind(&event.kind)
-        .bind(&event.user_id)
-        .bind(&event.session_id)
-        .bind(&event.ip)
-        .bind(&event.user_agent)
-        .bind(&event.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
+        insert_audit(&self.pool, event).await
     }
 
     async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>, StoreError> {
