@@ -69,12 +69,10 @@ pub(crate) async fn observe(
     // Handlers and anything they call see the id that is logged, not the client's.
     request.headers_mut().insert(REQUEST_ID, request_id.clone());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, MatchedPath::as_str)
-        .to_owned();
-    let id = request_id.to_str().unwrap_or_default().to_owned();
+    // Shared with the router (a reference count), not copied.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    let id = request_id.to_str().unwrap_or_default();
     let span = tracing::info_span!(
         "request",
         method = %method,
@@ -98,8 +96,7 @@ pub(crate) async fn observe(
         .await;
     let latency = started.elapsed();
     let status = response.status();
-    telemetry.request(&method, &route, status, latency);
-    response.headers_mut().insert(REQUEST_ID, request_id);
+    telemetry.request(&method, route, status, latency);
 
     let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
     let user_id = user.as_deref();
@@ -123,11 +120,12 @@ pub(crate) async fn observe(
         closing_line!(tracing::Level::WARN);
     } else if status.is_server_error() {
         closing_line!(tracing::Level::ERROR);
-    } else if PROBES.contains(&route.as_str()) {
+    } else if PROBES.contains(&route) {
         closing_line!(tracing::Level::DEBUG);
     } else {
         closing_line!(tracing::Level::INFO);
     }
+    response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 
