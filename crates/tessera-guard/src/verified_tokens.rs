@@ -36,7 +36,10 @@ pub(crate) struct VerifiedTokens {
 
 #[derive(Default)]
 struct Shard {
-    claims: HashMap<Box<str>, AccessClaims>,
+    /// Keyed by the whole token under foldhash, seeded at random per shard: several
+    /// times faster than SipHash over a 500-byte token, and only tokens whose
+    /// signature verified are ever inserted, so no client chooses the keys.
+    claims: HashMap<Box<str>, AccessClaims, foldhash::fast::RandomState>,
     /// When this shard may next look for expired entries (Unix seconds).
     next_sweep: i64,
 }

@@ -57,14 +57,17 @@ const ORIGINAL_METHODS: [&str; 2] = ["x-original-method", "x-forwarded-method"];
 )]
 pub(super) async fn verify(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    // The whole request rather than a copy of its headers: this route answers every
+    // request a proxy forwards.
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let headers = request.headers();
     let original = ORIGINAL_METHODS
         .iter()
         .find_map(|name| headers.get(*name))
         .and_then(|value| Method::from_bytes(value.as_bytes()).ok())
         .unwrap_or(Method::GET);
-    let claims = authenticate(&state, &original, &headers)?;
+    let claims = authenticate(&state, &original, headers)?;
     let mut response = StatusCode::OK.into_response();
     let answer = response.headers_mut();
     if let Ok(user) = HeaderValue::from_str(&claims.sub) {
