@@ -153,10 +153,18 @@ impl Guard {
 
     /// Validates the bearer token in `headers` at the current time.
     pub fn check(&self, headers: &HeaderMap) -> Result<AccessClaims, Refusal> {
-        let token = bearer_token(headers).inspect_err(|refusal| {
+        let log = |refusal: &Refusal| {
             tracing::debug!(reason = refusal.code(), "access token refused");
-        })?;
-        self.check_token(token)
+        };
+        let credential = bearer_credential(headers).inspect_err(log)?;
+        let now = unix_now();
+        // A credential equal to a token verified before needs no second look at its
+        // characters: it is that token.
+        if let Some(checked) = self.check_cached(credential, now) {
+            return checked;
+        }
+        let token = token68(credential).inspect_err(log)?;
+        self.validate_at(token, now)
     }
 
     /// Validates a token already taken from a request.
@@ -165,30 +173,40 @@ impl Guard {
     }
 
     fn check_token_at(&self, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
+        self.check_cached(token.as_bytes(), now)
+            .unwrap_or_else(|| self.validate_at(token, now))
+    }
+
+    /// The verdict on `token` if it was verified before: signature and shape were
+    /// checked then; the clock rules depend on `now` and sessions end at any moment,
+    /// so those run again. `None` when it is not in the cache.
+    fn check_cached(&self, token: &[u8], now: i64) -> Option<Result<AccessClaims, Refusal>> {
         let checker = self.checker.load();
-        let checked = match checker.verified.get(token) {
-            // Signature and shape were verified when the token was cached; the clock
-            // rules depend on `now`, so they run again.
-            Some(claims) => checker
-                .validator
-                .check_claims(&claims, now)
-                .map(|()| claims),
-            None => checker.validator.validate(token, now).inspect(|claims| {
-                checker.verified.insert(token, claims, now);
-            }),
-        };
-        let claims = checked.map_err(|reason| {
-            let (kid, jti) = unverified_ids(token);
-            tracing::debug!(
-                reason = reason.code(),
-                kid = kid.as_deref(),
-                jti = jti.as_deref(),
-                "access token refused"
-            );
-            Refusal::Invalid(reason)
-        })?;
-        // Consulted on every request, cached token or not: a session can end at any
-        // moment.
+        let claims = checker.verified.get(token)?;
+        Some(
+            match checker.validator.check_claims(&claims, now) {
+                Ok(()) => Ok(claims),
+                // Only verified tokens are cached, so this one is text.
+                Err(reason) => Err(refused(std::str::from_utf8(token).unwrap_or(""), reason)),
+            }
+            .and_then(|claims| self.admit(claims)),
+        )
+    }
+
+    /// Validates `token` in full and caches it when it passes.
+    fn validate_at(&self, token: &str, now: i64) -> Result<AccessClaims, Refusal> {
+        let checker = self.checker.load();
+        let claims = checker
+            .validator
+            .validate(token, now)
+            .map_err(|reason| refused(token, reason))?;
+        checker.verified.insert(token, &claims, now);
+        self.admit(claims)
+    }
+
+    /// Valid claims pass unless their session has ended: consulted on every request,
+    /// cached token or not, since a session can end at any moment.
+    fn admit(&self, claims: AccessClaims) -> Result<AccessClaims, Refusal> {
         if self.ended.contains(&claims.sid) {
             tracing::debug!(
                 reason = Refusal::SessionEnded.code(),
@@ -334,23 +352,48 @@ pub fn invalid_token_response() -> Response {
 /// Takes the token from `Authorization: Bearer <token>` (RFC 6750 §2.1). The scheme is
 /// case-insensitive (RFC 9110 §11.1); the credential must be one token68 value.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Refusal> {
+    token68(bearer_credential(headers)?)
+}
+
+/// What follows `Bearer ` in the one `Authorization` header, not yet checked.
+fn bearer_credential(headers: &HeaderMap) -> Result<&[u8], Refusal> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let value = values.next().ok_or(Refusal::Missing)?;
     if values.next().is_some() {
         return Err(Refusal::MalformedHeader);
     }
-    // Read as bytes: the checks below admit ASCII only, so the token is checked once
+    // Read as bytes: the token68 check admits ASCII only, so the token is checked once
     // rather than again by `HeaderValue::to_str`.
     let value = value.as_bytes();
     let space = value
         .iter()
         .position(|&byte| byte == b' ')
         .ok_or(Refusal::MalformedHeader)?;
-    let (scheme, token) = (&value[..space], &value[space + 1..]);
-    if !scheme.eq_ignore_ascii_case(b"bearer") || !is_token68(token) {
+    let (scheme, credential) = (&value[..space], &value[space + 1..]);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Err(Refusal::MalformedHeader);
     }
-    std::str::from_utf8(token).map_err(|_| Refusal::MalformedHeader)
+    Ok(credential)
+}
+
+/// `credential` as text when it is one token68 value.
+fn token68(credential: &[u8]) -> Result<&str, Refusal> {
+    if !is_token68(credential) {
+        return Err(Refusal::MalformedHeader);
+    }
+    std::str::from_utf8(credential).map_err(|_| Refusal::MalformedHeader)
+}
+
+/// Logs why `token` was refused, naming its key and id as it claims them, and says so.
+fn refused(token: &str, reason: TokenError) -> Refusal {
+    let (kid, jti) = unverified_ids(token);
+    tracing::debug!(
+        reason = reason.code(),
+        kid = kid.as_deref(),
+        jti = jti.as_deref(),
+        "access token refused"
+    );
+    Refusal::Invalid(reason)
 }
 
 /// RFC 9110 §11.2 token68: URL-safe or standard base64 characters, then padding.
