@@ -661,20 +661,25 @@ mod tests {
         slow.hash_password(b"correct horse").unwrap().to_string()
     }
 
-    /// Spins one normal-priority thread per core until `stop` is set, or for 20 s at most.
+    /// Spins one normal-priority thread per core until `stop` is set, or for 20 s at most;
+    /// returns once every one of them is spinning.
     fn fill_every_core(stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        (0..cores)
+        let spinning = Arc::new(std::sync::Barrier::new(cores + 1));
+        let spinners = (0..cores)
             .map(|_| {
-                let stop = Arc::clone(stop);
+                let (stop, spinning) = (Arc::clone(stop), Arc::clone(&spinning));
                 std::thread::spawn(move || {
+                    spinning.wait();
                     let deadline = Instant::now() + Duration::from_secs(20);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                         std::hint::spin_loop();
                     }
                 })
             })
-            .collect()
+            .collect();
+        spinning.wait();
+        spinners
     }
 
     /// Verifies a slow hash on `passwords`, and answers whether its thread went under
@@ -726,10 +731,13 @@ mod tests {
         let lifts_before = passwords.lifts();
         let stop = Arc::new(AtomicBool::new(false));
 
+        // A job of ten hashes' work: long enough to be starved even if the kernel takes
+        // a few milliseconds to spread the spinners over the cores.
+        let slow = slow_hash();
         let spinners = fill_every_core(&stop);
         let hashing = {
             let passwords = passwords.clone();
-            tokio::spawn(async move { passwords.hash(secret("correct horse")).await })
+            tokio::spawn(async move { passwords.verify(secret("correct horse"), Some(slow)).await })
         };
         // The job seen under SCHED_IDLE, then at normal priority on two polls in a row
         // (not just in the moment the thread lifts itself as the job ends).
@@ -765,7 +773,7 @@ mod tests {
         }
         let idle_again = idle_during_a_job(&passwords).await;
 
-        assert!(hashed.unwrap().unwrap().is_ok());
+        assert!(hashed.unwrap().unwrap().unwrap());
         assert!(
             lifted_polls >= 2,
             "the starved job never ran at normal priority"
