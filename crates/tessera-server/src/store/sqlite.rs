@@ -99,9 +99,15 @@ async fn commit_renewals(pool: SqlitePool, mut queue: mpsc::Receiver<Renewal>) {
                 }
             }
             Err(error) => {
-                tracing::debug!(%error, renewals = group.len(), "group commit failed; renewing one by one");
+                tracing::debug!(
+                    %error,
+                    renewals = group.len(),
+                    "group commit failed; renewing one by one"
+                );
                 for renewal in group.drain(..) {
-                    let outcome = spend_alone(&pool, &renewal).await;
+                    let outcome = spend_group(&pool, std::slice::from_ref(&renewal))
+                        .await
+                        .map(|spent| spent.first().copied().unwrap_or(false));
                     let _caller_gone = renewal.outcome.send(outcome);
                 }
             }
@@ -119,14 +125,6 @@ async fn spend_group(pool: &SqlitePool, group: &[Renewal]) -> Result<Vec<bool>, 
     }
     tx.commit().await.map_err(classify)?;
     Ok(outcomes)
-}
-
-/// Spends one renewal in a transaction of its own.
-async fn spend_alone(pool: &SqlitePool, renewal: &Renewal) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await.map_err(classify)?;
-    let spent = spend_in(&mut tx, renewal).await?;
-    tx.commit().await.map_err(classify)?;
-    Ok(spent)
 }
 
 /// Spends `renewal.presented`, stores its successor and records its audit event, inside
